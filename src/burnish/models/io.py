@@ -1,0 +1,171 @@
+"""Load and save local Hugging Face causal-LM directories, safely.
+
+A model directory is config.json + safetensors weights (single file or sharded with an index)
++ tokenizer files. Pickle checkpoints (``*.bin``, ``*.pt``) are refused unless the caller
+passes ``allow_pickle=True``; ``trust_remote_code`` is off unless turned on. Saves are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from burnish.errors import ConfigError, ModelLoadError
+from burnish.io import atomic_dir
+
+__all__ = [
+    "check_model_dir",
+    "load_config",
+    "load_model",
+    "load_tokenizer",
+    "model_from_config",
+    "parse_dtype",
+    "save_model",
+]
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """'float32' | 'bfloat16' | 'float16' (or short forms, or a torch.dtype) -> torch.dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; choose one of float32, bfloat16, float16")
+    return _DTYPES[dtype]
+
+
+def check_model_dir(path: str | Path, allow_pickle: bool = False) -> Path:
+    """Validate that ``path`` is a local HF model directory with loadable weights.
+
+    Returns the resolved path; raises ModelLoadError saying what is missing and how to fix it.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such model directory")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path}: expected a Hugging Face model directory, got a file")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path}: not a Hugging Face model directory (no config.json)")
+    names = [p.name for p in path.iterdir()]
+    if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
+        return path.resolve()
+    pickles = [n for n in names if n.endswith(_PICKLE_SUFFIXES)]
+    if pickles and not allow_pickle:
+        raise ModelLoadError(
+            f"{path}: weights are a pickle checkpoint ({pickles[0]}), which can run arbitrary "
+            "code when loaded; convert it to safetensors, or pass allow_pickle=True "
+            "(CLI: --allow-pickle) if you trust its source"
+        )
+    if not pickles:
+        raise ModelLoadError(f"{path}: no weights found (expected model.safetensors or shards)")
+    return path.resolve()
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load the tokenizer saved beside a model; errors name the directory."""
+    path = Path(path).expanduser()
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{path}: cannot load a tokenizer ({e})") from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(
+    path: str | Path,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+    attn_implementation: str = "sdpa",
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load ``(model, tokenizer)`` from a local HF causal-LM directory.
+
+    Args:
+        path: directory with config.json, safetensors weights and tokenizer files.
+        dtype: parameter dtype ("float32", "bfloat16", "float16").
+        device: where to put the model.
+        allow_pickle: accept ``pytorch_model.bin``-style checkpoints (unsafe; off by default).
+        trust_remote_code: run custom modelling code shipped in the directory (off by default).
+        attn_implementation: "sdpa" (default) or "eager".
+    """
+    path = check_model_dir(path, allow_pickle=allow_pickle)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path),
+            dtype=parse_dtype(dtype),
+            trust_remote_code=trust_remote_code,
+            use_safetensors=not allow_pickle,
+            attn_implementation=attn_implementation,
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"{path}: cannot load the model ({e})") from None
+    model.to(device)
+    model.eval()
+    return model, load_tokenizer(path, trust_remote_code=trust_remote_code)
+
+
+def model_from_config(
+    config: PretrainedConfig, seed: int = 0, attn_implementation: str = "sdpa"
+) -> PreTrainedModel:
+    """A randomly initialised causal LM of ``config`` (seeded, fp32, CPU)."""
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
+    return model.eval()
+
+
+def save_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase | None,
+    path: str | Path,
+    dtype: str | torch.dtype | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
+    """Save an HF directory (config, safetensors, tokenizer) atomically.
+
+    ``dtype`` casts a copy of the weights for saving (the in-memory model is unchanged);
+    ``extra_files`` maps file names to text written beside the weights (e.g. a model card).
+    """
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        state = None
+        if dtype is not None:
+            target = parse_dtype(dtype)
+            state = {k: v.detach().to(target) for k, v in model.state_dict().items()}
+        model.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
+        if dtype is not None:
+            cfg = json.loads((tmp / "config.json").read_text())
+            cfg["dtype"] = str(parse_dtype(dtype)).removeprefix("torch.")
+            (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+    return path
+
+
+def load_config(path: str | Path) -> PretrainedConfig:
+    """The config of a model directory (no weights read)."""
+    path = check_model_dir(path, allow_pickle=True)
+    return AutoConfig.from_pretrained(str(path))

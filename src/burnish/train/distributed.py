@@ -1,0 +1,96 @@
+"""torch.distributed in one place: process-group setup, reductions, work splitting.
+
+Launch with ``torchrun --nproc_per_node N``; without torchrun everything degrades to a single
+process. CPU uses gloo, CUDA uses NCCL. Each rank gets a share of every effective batch split
+by token count, so the effective batch (in samples) does not depend on the number of ranks.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "DistInfo",
+    "all_reduce_max",
+    "all_reduce_sum",
+    "barrier",
+    "init_distributed",
+    "resolve_device",
+    "shard_by_tokens",
+]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(device: str, info: DistInfo | None = None) -> torch.device:
+    """'auto' -> this rank's CUDA device if there is one, else CPU."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", info.local_rank if info else 0)
+    return dev
+
+
+def init_distributed(device: torch.device | None = None) -> DistInfo:
+    """Join the torchrun process group if launched by torchrun, else return a 1-rank info."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        use_cuda = device is not None and device.type == "cuda"
+        if use_cuda:
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info
+
+
+def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum a tensor over ranks in place (no-op on one rank)."""
+    if info.enabled:
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+def all_reduce_max(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.enabled:
+        dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return x
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def shard_by_tokens(indices: list[int], lengths: list[int], world_size: int) -> list[list[int]]:
+    """Split sample indices over ranks so each gets about the same number of tokens.
+
+    Greedy longest-first onto the least-loaded rank; deterministic, so every rank computes
+    the same split without communicating.
+    """
+    shards: list[list[int]] = [[] for _ in range(world_size)]
+    load = [0] * world_size
+    for i in sorted(indices, key=lambda i: (-lengths[i], i)):
+        r = min(range(world_size), key=lambda r: (load[r], r))
+        shards[r].append(i)
+        load[r] += lengths[i]
+    return shards

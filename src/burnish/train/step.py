@@ -1,0 +1,130 @@
+"""The pieces of one optimizer step, shared by every recipe (SFT, OSFT, ...).
+
+The loss of a step is the mean cross-entropy over *all* loss tokens of the effective batch
+(every minibatch of every rank), not a mean of minibatch means: each minibatch contributes
+``sum(CE) / total_loss_tokens`` and gradients are summed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from burnish.data.packing import PackedBatch
+from burnish.data.tokenize import IGNORE_INDEX
+from burnish.train.distributed import DistInfo, all_reduce_sum
+
+__all__ = [
+    "build_optimizer",
+    "build_scheduler",
+    "lr_lambda",
+    "sync_gradients",
+    "token_loss_sum",
+    "train_step",
+]
+
+
+def token_loss_sum(model: nn.Module, batch: PackedBatch) -> torch.Tensor:
+    """Summed next-token cross-entropy over the batch's loss tokens (fp32 logits)."""
+    logits = model(
+        input_ids=batch.input_ids,
+        position_ids=batch.position_ids,
+        attention_mask=batch.attention_mask,
+        use_cache=False,
+    ).logits  # [R, L, V]
+    return F.cross_entropy(
+        logits.float().flatten(0, 1),
+        batch.shift_labels.flatten(),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+
+
+def build_optimizer(
+    params: list[nn.Parameter], lr: float, betas: tuple[float, float], weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW; decoupled weight decay (0 by default, as in the SFT study)."""
+    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+
+
+def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
+    """Multiplier of the peak LR at step s: linear warmup, then constant/cosine/linear decay."""
+
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant" or total <= warmup:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return f
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, kind: str, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(kind, warmup, total))
+
+
+def sync_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
+    """Sum gradients over ranks (replicated training; FSDP reduces its own)."""
+    if not info.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.flatten() for g in grads])
+    all_reduce_sum(flat, info)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    minibatches: list[PackedBatch],
+    total_loss_tokens: int,
+    grad_clip: float,
+    info: DistInfo,
+    replicated: bool = True,
+    after_backward: Callable[[], None] | None = None,
+) -> tuple[float, float]:
+    """Accumulate gradients over this rank's minibatches, sync, clip, step.
+
+    Args:
+        minibatches: this rank's share of the effective batch (may be empty on a rank).
+        total_loss_tokens: loss tokens of the whole effective batch over all ranks.
+        replicated: True when every rank holds full parameters (gradients are summed here).
+        after_backward: hook run on full gradients before clipping (e.g. OSFT projection).
+    Returns:
+        (loss, grad_norm): the true per-token mean loss of the step and the pre-clip norm.
+    """
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    for mb in minibatches:
+        loss = token_loss_sum(model, mb) / total_loss_tokens
+        loss.backward()
+        loss_sum += loss.detach().double().cpu()
+    if replicated:
+        for p in params:  # ranks with no minibatch still take part in the reduction
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        sync_gradients(params, info)
+    if after_backward is not None:
+        after_backward()
+    max_norm = grad_clip if grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    all_reduce_sum(loss_sum, info)
+    return float(loss_sum), float(grad_norm)
