@@ -20,6 +20,7 @@ __all__ = ["IGNORE_INDEX", "tokenize_conversation", "validate_messages"]
 
 IGNORE_INDEX = -100
 _ROLES = ("system", "user", "assistant")
+_PLACEHOLDER = "\x00burnish-content\x00"
 
 
 def validate_messages(messages: Any, where: str = "sample") -> list[dict[str, str]]:
@@ -57,6 +58,12 @@ def _trainable_spans(
                 f"{where}: the tokenizer's chat template is not prefix-stable (rendering the "
                 f"first {i + 1} messages is not a prefix of the whole conversation)"
             )
+        if m["role"] == "user":
+            # Skip the role header before a user's content (e.g. "<|user|>"), as the generation
+            # prompt does for assistant turns: locate it by rendering a placeholder content.
+            probe = _render(tok, [*messages[:i], {"role": "user", "content": _PLACEHOLDER}])
+            found = probe.find(_PLACEHOLDER, start)
+            start = found if found >= 0 else start
         spans.append((start, len(end_text)))
     return spans
 

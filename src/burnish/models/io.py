@@ -18,6 +18,7 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
 )
 
 from burnish.errors import ConfigError, ModelLoadError
@@ -83,8 +84,21 @@ def check_model_dir(path: str | Path, allow_pickle: bool = False) -> Path:
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved beside a model; errors name the directory."""
     path = Path(path).expanduser()
+    # A tokenizer saved as the generic backend (tokenizer.json is the whole truth, e.g. the
+    # char tokenizer) is loaded as such: AutoTokenizer would otherwise pick the class of the
+    # model type for some architectures (Qwen2Tokenizer for qwen2), whose ByteLevel
+    # pre-tokenizer replaces the saved one and drops spaces.
+    auto: type = AutoTokenizer
+    tok_cfg = path / "tokenizer_config.json"
+    if tok_cfg.is_file() and (path / "tokenizer.json").is_file():
+        try:
+            declared = json.loads(tok_cfg.read_text()).get("tokenizer_class")
+        except (json.JSONDecodeError, AttributeError):
+            declared = None
+        if declared == "TokenizersBackend":
+            auto = PreTrainedTokenizerFast
     try:
-        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        tok = auto.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{path}: cannot load a tokenizer ({e})") from None
     if tok.pad_token_id is None:
@@ -141,18 +155,21 @@ def save_model(
     path: str | Path,
     dtype: str | torch.dtype | None = None,
     extra_files: dict[str, str] | None = None,
+    state_dict: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Save an HF directory (config, safetensors, tokenizer) atomically.
 
     ``dtype`` casts a copy of the weights for saving (the in-memory model is unchanged);
-    ``extra_files`` maps file names to text written beside the weights (e.g. a model card).
+    ``extra_files`` maps file names to text written beside the weights (e.g. a model card);
+    ``state_dict`` replaces the model's own (e.g. the gathered full state of a sharded model).
     """
     path = Path(path)
     with atomic_dir(path) as tmp:
-        state = None
+        state = None if state_dict is None else _drop_tied(model, state_dict)
         if dtype is not None:
             target = parse_dtype(dtype)
-            state = {k: v.detach().to(target) for k, v in model.state_dict().items()}
+            source = state if state is not None else model.state_dict()
+            state = {k: v.detach().to(target) for k, v in source.items()}
         model.save_pretrained(str(tmp), state_dict=state, safe_serialization=True)
         if dtype is not None:
             cfg = json.loads((tmp / "config.json").read_text())
@@ -163,6 +180,19 @@ def save_model(
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
     return path
+
+
+def _drop_tied(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Omit the output embedding of a tied model, as HF checkpoints do.
+
+    A gathered (e.g. FSDP) state dict holds separate copies of tied tensors, which
+    save_pretrained would otherwise write twice.
+    """
+    if not getattr(model.config, "tie_word_embeddings", False):
+        return state
+    out_emb = model.get_output_embeddings()
+    names = {f"{n}.weight" for n, m in model.named_modules() if m is out_emb}
+    return {k: v for k, v in state.items() if k not in names}
 
 
 def load_config(path: str | Path) -> PretrainedConfig:

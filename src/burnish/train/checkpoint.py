@@ -18,6 +18,7 @@ from torch import nn
 
 from burnish.errors import BurnishError
 from burnish.io import atomic_dir, read_jsonl, write_jsonl
+from burnish.train.distributed import load_full_state_dicts
 
 __all__ = ["TrainerState", "load_state", "save_state", "truncate_metrics"]
 
@@ -39,14 +40,19 @@ def save_state(
     out_dir: Path,
     state: TrainerState,
     model_state: dict[str, torch.Tensor],
-    optimizer: torch.optim.Optimizer,
+    optim_state: dict,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> Path:
-    """Write OUT/state atomically (model weights as safetensors; optimizer via torch.save)."""
+    """Write OUT/state atomically (main rank only).
+
+    ``model_state`` and ``optim_state`` are full state dicts (see
+    :func:`burnish.train.distributed.full_state_dicts`): model weights go to safetensors, the
+    optimizer state (tensors and numbers only) to ``optimizer.pt``, read back weights-only.
+    """
     with atomic_dir(out_dir / STATE_DIR) as tmp:
         tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
         save_file(_untie(tensors), str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(optim_state, tmp / "optimizer.pt")
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state()
@@ -75,7 +81,10 @@ def load_state(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     config_hash: str,
 ) -> TrainerState:
-    """Restore everything saved by :func:`save_state`; refuse a state from another config."""
+    """Restore everything saved by :func:`save_state` (every rank calls this).
+
+    Refuses a state written with a different configuration.
+    """
     d = out_dir / STATE_DIR
     if not (d / "trainer_state.json").is_file():
         raise BurnishError(f"{d}: no resumable state here (run without --resume to start fresh)")
@@ -87,8 +96,8 @@ def load_state(
             "same config, or choose a new output_dir"
         )
     weights = load_file(str(d / "model.safetensors"))
-    model.load_state_dict(weights, strict=False)
-    optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=True))
+    optim_state = torch.load(d / "optimizer.pt", weights_only=True)
+    load_full_state_dicts(model, weights, optimizer, optim_state)
     scheduler.load_state_dict({**scheduler.state_dict(), **doc["scheduler"]})
     rng = load_file(str(d / "rng.safetensors"))
     torch.set_rng_state(rng["torch"])

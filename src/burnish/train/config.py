@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -50,6 +51,9 @@ class SFTConfig(BaseModel):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="Parameter dtype."
     )
+    mixed_precision: Literal["auto", "no", "bf16"] = Field(
+        "auto", description="bf16 compute with fp32 master weights; 'auto' = bf16 on CUDA only."
+    )
     device: str = Field("auto", description="'auto' (CUDA if present, else CPU), 'cpu', 'cuda'...")
     save_every_samples: int | None = Field(
         None, gt=0, description="Also write an HF checkpoint every N samples."
@@ -84,8 +88,18 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. lr=1e-4")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value) if value else None
+        out[key.strip().replace("-", "_")] = _parse_value(value) if value else None
     return out
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _parse_value(value: str) -> Any:
+    # YAML 1.1 (PyYAML) reads an unquoted 1e-3 as a string; take it as the number it means.
+    if _FLOAT.fullmatch(value.strip()):
+        return float(value)
+    return yaml.safe_load(value)
 
 
 def load_config(

@@ -18,9 +18,12 @@ __all__ = [
     "all_reduce_max",
     "all_reduce_sum",
     "barrier",
+    "full_state_dicts",
     "init_distributed",
+    "load_full_state_dicts",
     "resolve_device",
     "shard_by_tokens",
+    "shard_model",
 ]
 
 
@@ -94,3 +97,63 @@ def shard_by_tokens(indices: list[int], lengths: list[int], world_size: int) -> 
         shards[r].append(i)
         load[r] += lengths[i]
     return shards
+
+
+def shard_model(
+    model: torch.nn.Module, info: DistInfo, mp_dtype: torch.dtype | None = None
+) -> bool:
+    """FSDP2-shard ``model`` over the ranks (each decoder layer, then the root).
+
+    Decoder layers are found through the model's own ``_no_split_modules`` (the HF attribute
+    naming its layer classes), never by model name. ``mp_dtype`` (e.g. bf16 on GPUs) is the
+    compute dtype; gradients are reduced in fp32. Returns True when the model was sharded.
+    The same path runs on CPU (gloo) and GPU (NCCL).
+    """
+    if not info.enabled:
+        return False
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    mp = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32)
+    layer_types = set(getattr(model, "_no_split_modules", None) or [])
+    for module in model.modules():
+        if type(module).__name__ in layer_types:
+            fully_shard(module, mp_policy=mp)
+    fully_shard(model, mp_policy=mp)
+    return True
+
+
+def full_state_dicts(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """Full (unsharded, CPU) model and optimizer state dicts; a collective under FSDP.
+
+    Works the same for a plain module; optimizer states are keyed by parameter names.
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    msd = get_model_state_dict(model, options=opts)
+    osd = get_optimizer_state_dict(model, optimizer, options=opts) if optimizer else None
+    return msd, osd
+
+
+def load_full_state_dicts(
+    model: torch.nn.Module,
+    model_state: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    optim_state: dict,
+) -> None:
+    """Inverse of :func:`full_state_dicts` (every rank passes the full states)."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, model_state, options=opts)
+    set_optimizer_state_dict(model, optimizer, optim_state, options=opts)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +30,11 @@ from burnish.train.distributed import (
     DistInfo,
     all_reduce_sum,
     barrier,
+    full_state_dicts,
     init_distributed,
     resolve_device,
     shard_by_tokens,
+    shard_model,
 )
 from burnish.train.metrics import early_signals
 from burnish.train.step import build_optimizer, build_scheduler, train_step
@@ -99,8 +101,24 @@ def _config_hash(cfg: SFTConfig) -> str:
 def _save_checkpoint(
     model: PreTrainedModel, tok: PreTrainedTokenizerBase, path: Path, info: DistInfo
 ) -> None:
+    """An HF directory of the full weights (gathered from all ranks when sharded)."""
+    weights, _ = full_state_dicts(model)
     if info.is_main:
-        save_model(model, tok, path)
+        save_model(model, tok, path, state_dict=weights)
+    barrier(info)
+
+
+def _save_full_state(
+    out: Path,
+    state: TrainerState,
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    info: DistInfo,
+) -> None:
+    weights, optim_state = full_state_dicts(model, optimizer)  # collective when sharded
+    if info.is_main:
+        save_state(out, state, weights, optim_state, scheduler)
     barrier(info)
 
 
@@ -134,13 +152,25 @@ def _progress(total: int, enabled: bool) -> tuple[Callable[[dict], None], Callab
     return update, bar.stop
 
 
-def _steps(data_len: int, cfg: SFTConfig) -> Iterator[tuple[int, int, list[int]]]:
-    """(epoch, batch_in_epoch, indices) for the whole run, in order."""
+def _steps(data_len: int, cfg: SFTConfig) -> list[tuple[int, int, list[int], bool]]:
+    """(epoch, batch_in_epoch, indices, is_last_of_epoch) for the whole run, in order."""
+    plan = []
     for epoch in range(cfg.epochs):
-        for b, batch in enumerate(
-            epoch_batches(data_len, cfg.effective_batch_size, cfg.seed, epoch)
-        ):
-            yield epoch, b, batch
+        batches = epoch_batches(data_len, cfg.effective_batch_size, cfg.seed, epoch)
+        plan += [(epoch, b, batch, b + 1 == len(batches)) for b, batch in enumerate(batches)]
+    return plan
+
+
+def _compute_dtype(cfg: SFTConfig, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision compute dtype, or None for full precision."""
+    if cfg.mixed_precision == "bf16" or (cfg.mixed_precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def _due(samples_seen: int, every: int | None, batch_len: int) -> bool:
+    """True when this step crossed a multiple of ``every`` samples."""
+    return bool(every) and samples_seen // every > (samples_seen - batch_len) // every
 
 
 def run_sft(
@@ -161,8 +191,7 @@ def run_sft(
             simulates an interruption in tests.
     """
     # --- setup ---------------------------------------------------------------------------
-    device = resolve_device(cfg.device)
-    info = init_distributed(device)
+    info = init_distributed(resolve_device(cfg.device))
     device = resolve_device(cfg.device, info)
     out = Path(cfg.output_dir)
     if model is None:
@@ -173,12 +202,16 @@ def run_sft(
             allow_pickle=cfg.allow_pickle,
             trust_remote_code=cfg.trust_remote_code,
         )
-    assert tokenizer is not None
+    if tokenizer is None:
+        raise ValueError("pass the tokenizer together with an already-loaded model")
     model.to(device)
     torch.manual_seed(cfg.seed)
     data = prepare_dataset(Path(cfg.data), tokenizer, cfg.max_seq_len, cfg.cache_dir)
-    plan = list(_steps(len(data), cfg))
+    plan = _steps(len(data), cfg)
     total_steps = min(len(plan), cfg.max_steps or len(plan))
+    compute_dtype = _compute_dtype(cfg, device)
+    sharded = shard_model(model, info, compute_dtype)
+    autocast = compute_dtype is not None and not sharded
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
     scheduler = build_scheduler(optimizer, cfg.lr_scheduler, cfg.warmup_steps, total_steps)
@@ -195,12 +228,12 @@ def run_sft(
         write_report(data.report, out / "data_report.json")
         atomic_write_text(out / "config.json", cfg.model_dump_json(indent=2) + "\n")
     barrier(info)
-    mask_dtype = parse_dtype(cfg.dtype)
+    mask_dtype = compute_dtype if autocast else parse_dtype(cfg.dtype)
     update_bar, stop_bar = _progress(total_steps, progress and info.is_main)
     last_loss = float("nan")
 
     # --- train loop ----------------------------------------------------------------------
-    for step, (epoch, b, batch) in enumerate(plan[:total_steps]):
+    for step, (epoch, b, batch, epoch_end) in enumerate(plan[:total_steps]):
         if step < state.step:
             continue  # already done before the interruption
         t0 = time.perf_counter()
@@ -214,16 +247,18 @@ def run_sft(
             mask_dtype,
         )
         mbs = [mb.to(device) for mb in mbs]
-        loss, gnorm = train_step(model, optimizer, mbs, total_loss_tokens, cfg.grad_clip, info)
+        with torch.autocast(device.type, dtype=compute_dtype or torch.float32, enabled=autocast):
+            loss, gnorm = train_step(
+                model, optimizer, mbs, total_loss_tokens, cfg.grad_clip, info, sharded
+            )
         scheduler.step()
         dt = time.perf_counter() - t0
-        counts = all_reduce_sum(
-            torch.tensor(
-                [sum(m.real_tokens for m in mbs), sum(m.input_ids.numel() for m in mbs)],
-                dtype=torch.float64,
-            ),
-            info,
+        slots = torch.tensor(
+            [sum(m.real_tokens for m in mbs), sum(m.input_ids.numel() for m in mbs)],
+            dtype=torch.float64,
+            device=device,
         )
+        real, total = all_reduce_sum(slots, info).tolist()
         state = TrainerState(step + 1, epoch, b + 1, state.samples_seen + len(batch), chash)
         last_loss = loss
         row = {
@@ -233,32 +268,23 @@ def run_sft(
             "loss": loss,
             "grad_norm": gnorm,
             "lr": scheduler.get_last_lr()[0],
-            "tokens_per_s": float(counts[0]) / dt,
-            "padding_share": 1.0 - float(counts[0]) / max(1.0, float(counts[1])),
+            "tokens_per_s": real / dt,
+            "padding_share": 1.0 - real / max(1.0, total),
             "loss_tokens": total_loss_tokens,
             "minibatches": len(mbs),
         }
         if info.is_main:
             append_jsonl(metrics_path, row)
         update_bar(row)
-        epoch_end = b + 1 == len(
-            epoch_batches(len(data), cfg.effective_batch_size, cfg.seed, epoch)
-        )
-        every = cfg.save_every_samples
-        if _due(state, every, len(batch)):
-            _save_checkpoint(
-                model, tokenizer, out / "checkpoints" / f"samples_{state.samples_seen}", info
-            )
+        due = _due(state.samples_seen, cfg.save_every_samples, len(batch))
+        if due:
+            name = f"samples_{state.samples_seen}"
+            _save_checkpoint(model, tokenizer, out / "checkpoints" / name, info)
         if epoch_end and cfg.save_epoch_end:
             _save_checkpoint(model, tokenizer, out / "checkpoints" / f"epoch_{epoch + 1}", info)
         interrupted = stop_after_steps is not None and state.step >= stop_after_steps
-        if (
-            cfg.save_state
-            and info.is_main
-            and (epoch_end or interrupted or _due(state, every, len(batch)))
-        ):
-            save_state(out, state, model.state_dict(), optimizer, scheduler)
-        barrier(info)
+        if cfg.save_state and (epoch_end or interrupted or due):
+            _save_full_state(out, state, model, optimizer, scheduler, info)
         if interrupted:
             stop_bar()
             return SFTResult(out, out / "state", state.step, last_loss, {})
@@ -279,12 +305,6 @@ def run_sft(
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         _plot_losses(rows, out / "loss.png")
     return SFTResult(out, out / "final", state.step, last_loss, signals)
-
-
-def _due(state: TrainerState, every: int | None, batch_len: int) -> bool:
-    if not every:
-        return False
-    return state.samples_seen // every > (state.samples_seen - batch_len) // every
 
 
 def _plot_losses(rows: list[dict], path: Path) -> None:

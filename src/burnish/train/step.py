@@ -16,7 +16,7 @@ from torch import nn
 
 from burnish.data.packing import PackedBatch
 from burnish.data.tokenize import IGNORE_INDEX
-from burnish.train.distributed import DistInfo, all_reduce_sum
+from burnish.train.distributed import DistInfo, all_reduce_max, all_reduce_sum
 
 __all__ = [
     "build_optimizer",
@@ -88,6 +88,14 @@ def sync_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
         offset += g.numel()
 
 
+def _empty_batch(device: torch.device) -> PackedBatch:
+    # One padding token with no label: a zero-loss forward/backward for a rank with no work,
+    # so every rank runs the same number of FSDP collectives.
+    one = torch.zeros((1, 1), dtype=torch.long, device=device)
+    labels = torch.full((1, 1), IGNORE_INDEX, dtype=torch.long, device=device)
+    return PackedBatch(one, one.clone(), labels, None, 0, 0)
+
+
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -95,7 +103,7 @@ def train_step(
     total_loss_tokens: int,
     grad_clip: float,
     info: DistInfo,
-    replicated: bool = True,
+    sharded: bool = False,
     after_backward: Callable[[], None] | None = None,
 ) -> tuple[float, float]:
     """Accumulate gradients over this rank's minibatches, sync, clip, step.
@@ -103,19 +111,29 @@ def train_step(
     Args:
         minibatches: this rank's share of the effective batch (may be empty on a rank).
         total_loss_tokens: loss tokens of the whole effective batch over all ranks.
-        replicated: True when every rank holds full parameters (gradients are summed here).
+        sharded: the model is FSDP2-sharded (it reduces gradients itself, as a mean over
+            ranks, so each rank's loss is scaled by the world size to make it a sum); else
+            replicated ranks have their gradients summed here.
         after_backward: hook run on full gradients before clipping (e.g. OSFT projection).
     Returns:
         (loss, grad_norm): the true per-token mean loss of the step and the pre-clip norm.
     """
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    for mb in minibatches:
+    device = params[0].device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    work = list(minibatches)
+    if sharded:
+        n = int(all_reduce_max(torch.tensor([len(work)], device=device), info))
+        work += [_empty_batch(device)] * (n - len(work))
+    scale = info.world_size if sharded else 1
+    for i, mb in enumerate(work):
+        if sharded:  # reduce-scatter once, after the last microbatch
+            model.set_requires_gradient_sync(i == len(work) - 1)
         loss = token_loss_sum(model, mb) / total_loss_tokens
-        loss.backward()
-        loss_sum += loss.detach().double().cpu()
-    if replicated:
+        (loss * scale).backward()
+        loss_sum += loss.detach().double()
+    if not sharded:
         for p in params:  # ranks with no minibatch still take part in the reduction
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -124,6 +142,8 @@ def train_step(
         after_backward()
     max_norm = grad_clip if grad_clip > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    if hasattr(grad_norm, "full_tensor"):  # DTensor under FSDP
+        grad_norm = grad_norm.full_tensor()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     all_reduce_sum(loss_sum, info)

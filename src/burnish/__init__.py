@@ -1,0 +1,43 @@
+"""burnish: take a small causal LM through its whole customisation life.
+
+The public API is imported lazily, so ``import burnish`` is cheap (no torch at import time)::
+
+    import burnish
+    burnish.list_tasks()
+    result = burnish.sft(model="base", data="train.jsonl", lr=1e-3, max_steps=100)
+    burnish.evaluate_model(result.final_model, ["addition"])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "BurnishError": "burnish.errors",
+    "get_task": "burnish.tasks",
+    "list_tasks": "burnish.tasks",
+    "load_model": "burnish.models",
+    "save_model": "burnish.models",
+    "build_char_tokenizer": "burnish.models",
+    "prepare_dataset": "burnish.data",
+    "tokenize_conversation": "burnish.data",
+    "SFTConfig": "burnish.train",
+    "run_sft": "burnish.train",
+    "sft": "burnish.train",
+    "evaluate": "burnish.eval",
+    "evaluate_model": "burnish.eval",
+    "run_quickstart": "burnish.quickstart",
+    "build_zoo": "burnish.train.zoo",
+    "list_zoo": "burnish.models.zoo",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'burnish' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

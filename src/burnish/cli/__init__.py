@@ -1,0 +1,61 @@
+"""The ``burnish`` command line: one typer app, a module per command group.
+
+Commands are thin: parse, call the typed Python function, print. A user error
+(:class:`burnish.errors.BurnishError`) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from burnish.errors import BurnishError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="burnish",
+    help="Take a small causal LM through its customisation life: tasks, data, SFT, evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from burnish.cli import data, evaluate, quickstart, sft, tasks, zoo
+
+    app.add_typer(tasks.app, name="tasks")
+    app.add_typer(data.app, name="data")
+    app.add_typer(zoo.app, name="zoo")
+    app.command("sft")(sft.sft_command)
+    app.command("eval")(evaluate.eval_command)
+    app.command("quickstart")(quickstart.quickstart_command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app, turning user errors into one line on stderr."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bars only
+    try:
+        app(args=argv, standalone_mode=False)
+    except BurnishError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        return 2
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0

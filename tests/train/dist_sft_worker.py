@@ -1,0 +1,36 @@
+"""Run one small SFT job; launched by test_distributed.py under torchrun or plain python.
+
+Usage: python dist_sft_worker.py MODEL_DIR DATA_JSONL OUTPUT_DIR [--stop N] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from burnish.train import SFTConfig, run_sft
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    p = argparse.ArgumentParser()
+    p.add_argument("model")
+    p.add_argument("data")
+    p.add_argument("out")
+    p.add_argument("--stop", type=int, default=None)
+    p.add_argument("--resume", action="store_true")
+    a = p.parse_args()
+    cfg = SFTConfig(
+        model=a.model,
+        data=a.data,
+        output_dir=a.out,
+        max_seq_len=64,
+        max_tokens_per_step=256,
+        effective_batch_size=16,
+        lr=3e-3,
+        max_steps=6,
+        device="cpu",
+        save_epoch_end=False,
+        cache_dir=f"{a.out}-cache",
+    )
+    run_sft(cfg, progress=False, stop_after_steps=a.stop, resume=a.resume)
