@@ -63,7 +63,11 @@ def run_quickstart(
             f"| before | {before.accuracy:.3f} |",
             f"| after {result.steps} steps | {after.accuracy:.3f} |",
             "",
-            f"- final loss {result.final_loss:.4f}; early signals {summary['early_signals']}",
+            f"- final loss {result.final_loss:.4f}; early signals (first "
+            f"{summary['early_signals'].get('steps', 0)} steps): "
+            + ", ".join(
+                f"{k} {v:.4g}" for k, v in summary["early_signals"].items() if k != "steps"
+            ),
             f"- wall time {minutes:.1f} min; fine-tuned model: {result.final_model}",
             "- loss curve: run/loss.png; metrics: run/metrics.jsonl",
             "",

@@ -22,7 +22,8 @@ def _expected(tok, messages, unmask: bool) -> tuple[list[int], list[int]]:
     labels = [IGNORE_INDEX]
     for m in messages:
         role_id = tok.convert_tokens_to_ids(f"<|{m['role']}|>")
-        content = [tok.convert_tokens_to_ids(c) for c in m["content"]]
+        content = tok(m["content"], add_special_tokens=False)["input_ids"]
+        assert len(content) == len(m["content"])  # one token per character
         trained = m["role"] == "assistant" or (unmask and m["role"] == "user")
         ids += [role_id, *content, tok.eos_token_id]
         labels += [IGNORE_INDEX] + (

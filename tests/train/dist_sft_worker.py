@@ -19,6 +19,7 @@ if __name__ == "__main__":
     p.add_argument("out")
     p.add_argument("--stop", type=int, default=None)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", default="cpu")
     a = p.parse_args()
     cfg = SFTConfig(
         model=a.model,
@@ -29,7 +30,7 @@ if __name__ == "__main__":
         effective_batch_size=16,
         lr=3e-3,
         max_steps=6,
-        device="cpu",
+        device=a.device,
         save_epoch_end=False,
         cache_dir=f"{a.out}-cache",
     )

@@ -89,3 +89,16 @@ def test_two_ranks_resume(job, tmp_path: Path) -> None:
     b = load_file(str(tmp_path / "ref" / "final" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fsdp2_bf16_on_gpus(job, tmp_path: Path) -> None:
+    """On GPUs the same path shards with FSDP2 and computes in bf16 (mixed_precision=auto)."""
+    model, data = job
+    nproc = min(2, torch.cuda.device_count())
+    _run([str(model), str(data), str(tmp_path / "gpu"), "--device", "cuda"], nproc=nproc)
+    rows = read_jsonl(tmp_path / "gpu" / "metrics.jsonl")
+    assert len(rows) == 6
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert (tmp_path / "gpu" / "final" / "model.safetensors").is_file()

@@ -35,6 +35,18 @@ def _register() -> None:
 _register()
 
 
+def _click_exceptions() -> tuple[type[Exception], ...]:
+    """ClickException of the click that typer runs: recent typer vendors it as typer._click."""
+    import contextlib
+    import importlib
+
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        with contextlib.suppress(ImportError):
+            found.append(importlib.import_module(name).ClickException)
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, turning user errors into one line on stderr."""
     from transformers.utils import logging as hf_logging
@@ -52,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("interrupted", err=True)
         return 130
     except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
+        if isinstance(e, _click_exceptions()):
             e.show()
             return e.exit_code
         raise

@@ -18,7 +18,6 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
 )
 
 from burnish.errors import ConfigError, ModelLoadError
@@ -84,21 +83,8 @@ def check_model_dir(path: str | Path, allow_pickle: bool = False) -> Path:
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer saved beside a model; errors name the directory."""
     path = Path(path).expanduser()
-    # A tokenizer saved as the generic backend (tokenizer.json is the whole truth, e.g. the
-    # char tokenizer) is loaded as such: AutoTokenizer would otherwise pick the class of the
-    # model type for some architectures (Qwen2Tokenizer for qwen2), whose ByteLevel
-    # pre-tokenizer replaces the saved one and drops spaces.
-    auto: type = AutoTokenizer
-    tok_cfg = path / "tokenizer_config.json"
-    if tok_cfg.is_file() and (path / "tokenizer.json").is_file():
-        try:
-            declared = json.loads(tok_cfg.read_text()).get("tokenizer_class")
-        except (json.JSONDecodeError, AttributeError):
-            declared = None
-        if declared == "TokenizersBackend":
-            auto = PreTrainedTokenizerFast
     try:
-        tok = auto.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{path}: cannot load a tokenizer ({e})") from None
     if tok.pad_token_id is None:

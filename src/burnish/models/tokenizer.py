@@ -8,7 +8,7 @@ Tokenization is exact: ``decode(encode(text)) == text`` for every text over the 
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, decoders, models
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 __all__ = [
@@ -40,16 +40,26 @@ CHAT_TEMPLATE: str = (
 )
 
 
+def _byte_level(ch: str) -> str:
+    """The byte-level alphabet's symbol for an ASCII character (' ' -> 'Ġ', newline -> 'Ċ')."""
+    return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(ch)[
+        0
+    ][0]
+
+
 def build_char_tokenizer(model_max_length: int = 512) -> PreTrainedTokenizerFast:
     """Build the character-level tokenizer (vocabulary: specials, roles, then ALPHABET).
 
-    A BPE model with no merges over single characters is exactly a character tokenizer;
-    the Fuse decoder joins tokens back without inserting spaces.
+    A byte-level BPE with no merges over single ASCII characters is exactly a character
+    tokenizer. Byte-level (rather than raw characters) is what the BPE tokenizers of Llama-3,
+    Qwen2 and GPT-2 use, so transformers' own tokenizer classes, which rebuild the pre-tokenizer
+    for some model types (Qwen2Tokenizer), load these files and give the same ids.
     """
     specials = [*SPECIAL_TOKENS.values(), *ROLE_TOKENS]
-    vocab = {tok: i for i, tok in enumerate([*specials, *ALPHABET])}
+    vocab = {tok: i for i, tok in enumerate([*specials, *(_byte_level(c) for c in ALPHABET)])}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=SPECIAL_TOKENS["unk_token"]))
-    core.decoder = decoders.Fuse()
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,
         model_max_length=model_max_length,

@@ -122,7 +122,9 @@ def _save_full_state(
     barrier(info)
 
 
-def _progress(total: int, enabled: bool) -> tuple[Callable[[dict], None], Callable[[], None]]:
+def _progress(
+    total: int, enabled: bool, done: int = 0
+) -> tuple[Callable[[dict], None], Callable[[], None]]:
     """A rich progress bar over optimizer steps (no-op when disabled)."""
     if not enabled:
         return (lambda _row: None), (lambda: None)
@@ -141,7 +143,7 @@ def _progress(total: int, enabled: bool) -> tuple[Callable[[dict], None], Callab
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     )
-    task = bar.add_task("steps", total=total, info="")
+    task = bar.add_task("steps", total=total, completed=done, info="")
     bar.start()
 
     def update(row: dict) -> None:
@@ -228,8 +230,9 @@ def run_sft(
         write_report(data.report, out / "data_report.json")
         atomic_write_text(out / "config.json", cfg.model_dump_json(indent=2) + "\n")
     barrier(info)
-    mask_dtype = compute_dtype if autocast else parse_dtype(cfg.dtype)
-    update_bar, stop_bar = _progress(total_steps, progress and info.is_main)
+    mask_dtype = compute_dtype or parse_dtype(cfg.dtype)  # sdpa wants the compute dtype
+    update_bar, stop_bar = _progress(total_steps, progress and info.is_main, state.step)
+    saved_at = state.step  # the step of the last full state on disk (or the start)
     last_loss = float("nan")
 
     # --- train loop ----------------------------------------------------------------------
@@ -285,16 +288,20 @@ def run_sft(
         interrupted = stop_after_steps is not None and state.step >= stop_after_steps
         if cfg.save_state and (epoch_end or interrupted or due):
             _save_full_state(out, state, model, optimizer, scheduler, info)
+            saved_at = state.step
         if interrupted:
             stop_bar()
             return SFTResult(out, out / "state", state.step, last_loss, {})
 
     # --- finish --------------------------------------------------------------------------
     stop_bar()
+    if cfg.save_state and saved_at != state.step:  # a later --resume finds the run complete
+        _save_full_state(out, state, model, optimizer, scheduler, info)
     _save_checkpoint(model, tokenizer, out / "final", info)
     signals: dict = {}
     if info.is_main:
         rows = read_jsonl(metrics_path)
+        last_loss = rows[-1]["loss"] if rows else last_loss
         signals = early_signals(rows, cfg.early_signal_steps)
         summary = {
             "steps": state.step,
