@@ -147,15 +147,14 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [k for k in ("packed", "padded", "trl") if results.get(k)]
-    vals = [results[k]["tokens_per_s"] for k in names]
+    labels = {"packed": "burnish packed", "padded": "padded", "trl": "TRL SFTTrainer"}
+    colors = {"packed": "tab:green", "padded": "tab:gray", "trl": "tab:blue"}
+    names = [k for k in labels if results.get(k)]
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
     ax.bar(
-        ["burnish packed", "padded", "TRL SFTTrainer"][: len(names)]
-        if names[-1] == "trl"
-        else ["burnish packed", "padded"],
-        vals,
-        color=["tab:green", "tab:gray", "tab:blue"][: len(names)],
+        [labels[k] for k in names],
+        [results[k]["tokens_per_s"] for k in names],
+        color=[colors[k] for k in names],
     )
     ax.set_ylabel("non-padding tokens / s")
     ax.set_title("SFT throughput, same model/data/batches")
