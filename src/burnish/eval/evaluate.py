@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,8 +47,50 @@ def evaluate(
     seed: int = 0,
     keep_examples: int = 3,
     progress: bool = False,
+    kv_cache: str = "none",
+    kv_options: dict | None = None,
 ) -> dict[str, TaskResult]:
-    """Evaluate ``model`` on the test split of each task (seeded, so runs are comparable)."""
+    """Evaluate ``model`` on the test split of each task (seeded, so runs are comparable).
+
+    ``kv_cache`` ("none", "kivi", "squat") decodes with a fresh quantized KV cache per batch,
+    built by :func:`burnish.kvcache.build_kv_cache` with ``kv_options`` (bits, group_size,
+    residual_length, rank, lam, block_size); the model's attention is switched to
+    ``burnish_kv`` for the run and restored afterwards.
+    """
+    quantized = kv_cache not in (None, "none")
+    if quantized:
+        from burnish.kvcache import build_kv_cache, kv_attention
+
+        build_kv_cache(kv_cache, None, **(kv_options or {}))  # validate options up front
+    with kv_attention(model) if quantized else nullcontext():
+        return _evaluate(
+            model,
+            tokenizer,
+            tasks,
+            n_problems,
+            batch_size,
+            num_samples,
+            temperature,
+            seed,
+            keep_examples,
+            kv_cache if quantized else None,
+            kv_options or {},
+        )
+
+
+def _evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    tasks: list[str],
+    n_problems: int,
+    batch_size: int,
+    num_samples: int,
+    temperature: float,
+    seed: int,
+    keep_examples: int,
+    kv_cache: str | None,
+    kv_options: dict,
+) -> dict[str, TaskResult]:
     results = {}
     for name in tasks:
         task = get_task(name)
@@ -57,6 +100,11 @@ def evaluate(
         shown: list[dict] = []
         for i in range(0, len(problems), batch_size):
             chunk = problems[i : i + batch_size]
+            extra = {}
+            if kv_cache is not None:
+                from burnish.kvcache import build_kv_cache
+
+                extra["cache"] = build_kv_cache(kv_cache, None, **kv_options)
             outs = generate_chat(
                 model,
                 tokenizer,
@@ -65,6 +113,7 @@ def evaluate(
                 num_samples,
                 temperature,
                 seed=seed + i,
+                **extra,
             )
             for p, completions in zip(chunk, outs, strict=True):
                 correct.append([task.score(p.prompt, c) for c in completions])

@@ -1,0 +1,33 @@
+"""Quantized KV caches for ``model.generate``: KIVI and SQuat as transformers Cache classes.
+
+``model.generate(..., past_key_values=SQuatCache(model, bits=2))`` (or :class:`KIVICache`).
+The maths are pure tensor functions (:mod:`burnish.kvcache.quant`, :mod:`burnish.kvcache.squat`);
+the caches are thin ``Cache``/``CacheLayerMixin`` subclasses; queries and the padding mask
+reach them through a registered attention function (:mod:`burnish.kvcache.attention`).
+"""
+
+from burnish.kvcache.attention import (
+    disable_kv_attention,
+    enable_kv_attention,
+    kv_attention,
+    register_kv_attention,
+)
+from burnish.kvcache.kivi import KIVICache, KIVIConfig, KIVILayer
+from burnish.kvcache.registry import KV_CACHES, build_kv_cache, list_kv_caches
+from burnish.kvcache.squat import SQuatCache, SQuatConfig, SQuatLayer
+
+__all__ = [
+    "KV_CACHES",
+    "KIVICache",
+    "KIVIConfig",
+    "KIVILayer",
+    "SQuatCache",
+    "SQuatConfig",
+    "SQuatLayer",
+    "build_kv_cache",
+    "disable_kv_attention",
+    "enable_kv_attention",
+    "kv_attention",
+    "list_kv_caches",
+    "register_kv_attention",
+]
