@@ -10,6 +10,7 @@ import argparse
 import torch
 
 from burnish.train import SFTConfig, run_sft
+from burnish.train.osft import OSFT, OSFTConfig
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
@@ -20,8 +21,12 @@ if __name__ == "__main__":
     p.add_argument("--stop", type=int, default=None)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--osft", choices=["uniform", "adaptive"], default=None)
     a = p.parse_args()
-    cfg = SFTConfig(
+    cls = SFTConfig if a.osft is None else OSFTConfig
+    extra = {} if a.osft is None else {"rank_mode": a.osft, "weight_decay": 0.1}
+    cfg = cls(
+        **extra,
         model=a.model,
         data=a.data,
         output_dir=a.out,
@@ -34,4 +39,5 @@ if __name__ == "__main__":
         save_epoch_end=False,
         cache_dir=f"{a.out}-cache",
     )
-    run_sft(cfg, progress=False, stop_after_steps=a.stop, resume=a.resume)
+    method = OSFT(cfg) if a.osft else None
+    run_sft(cfg, progress=False, stop_after_steps=a.stop, resume=a.resume, method=method)

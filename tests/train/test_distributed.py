@@ -91,6 +91,23 @@ def test_two_ranks_resume(job, tmp_path: Path) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("mode", ["uniform", "adaptive"])
+def test_osft_two_ranks_match_one(job, tmp_path: Path, mode: str) -> None:
+    """OSFT runs data-parallel (full weights per rank, gradients summed, then projected)."""
+    model, data = job
+    _run([str(model), str(data), str(tmp_path / "one"), "--osft", mode], nproc=1)
+    _run([str(model), str(data), str(tmp_path / "two"), "--osft", mode], nproc=2)
+    one = read_jsonl(tmp_path / "one" / "metrics.jsonl")
+    two = read_jsonl(tmp_path / "two" / "metrics.jsonl")
+    assert [r["loss_tokens"] for r in one] == [r["loss_tokens"] for r in two]
+    for a, b in zip(one, two, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    w1 = load_file(str(tmp_path / "one" / "final" / "model.safetensors"))
+    w2 = load_file(str(tmp_path / "two" / "final" / "model.safetensors"))
+    for k in w1:
+        torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fsdp2_bf16_on_gpus(job, tmp_path: Path) -> None:

@@ -22,12 +22,14 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from burnish.cli import data, evaluate, quickstart, sft, tasks, zoo
+    from burnish.cli import continual, data, evaluate, quickstart, sft, tasks, zoo
 
     app.add_typer(tasks.app, name="tasks")
     app.add_typer(data.app, name="data")
     app.add_typer(zoo.app, name="zoo")
     app.command("sft")(sft.sft_command)
+    app.command("osft")(sft.osft_command)
+    app.command("continual")(continual.continual_command)
     app.command("eval")(evaluate.eval_command)
     app.command("quickstart")(quickstart.quickstart_command)
 

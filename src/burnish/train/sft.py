@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -39,7 +40,19 @@ from burnish.train.distributed import (
 from burnish.train.metrics import early_signals
 from burnish.train.step import build_optimizer, build_scheduler, train_step
 
-__all__ = ["SFTResult", "epoch_batches", "rank_minibatches", "run_sft", "sft"]
+__all__ = ["SFTResult", "TrainingMethod", "epoch_batches", "rank_minibatches", "run_sft", "sft"]
+
+
+class TrainingMethod(Protocol):
+    """What a method (OSFT, ...) plugs into the SFT loop."""
+
+    supports_sharding: bool
+
+    def setup(self, model: PreTrainedModel, data: TokenizedDataset) -> None: ...
+
+    def after_backward(self) -> None: ...
+
+    def after_step(self) -> None: ...
 
 
 @dataclass
@@ -182,6 +195,7 @@ def run_sft(
     model: PreTrainedModel | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
     stop_after_steps: int | None = None,
+    method: TrainingMethod | None = None,
 ) -> SFTResult:
     """Run the SFT recipe described by ``cfg``.
 
@@ -191,6 +205,8 @@ def run_sft(
         model, tokenizer: an already-loaded model to train instead of loading ``cfg.model``.
         stop_after_steps: stop (after saving a resumable state) once this many steps are done;
             simulates an interruption in tests.
+        method: hooks that change how weights may move (e.g. :class:`burnish.train.osft.OSFT`);
+            its ``setup`` sees the freshly loaded weights, also when resuming.
     """
     # --- setup ---------------------------------------------------------------------------
     info = init_distributed(resolve_device(cfg.device))
@@ -212,7 +228,10 @@ def run_sft(
     plan = _steps(len(data), cfg)
     total_steps = min(len(plan), cfg.max_steps or len(plan))
     compute_dtype = _compute_dtype(cfg, device)
-    sharded = shard_model(model, info, compute_dtype)
+    if method is not None:
+        method.setup(model, data)
+    allow_shard = method is None or method.supports_sharding
+    sharded = allow_shard and shard_model(model, info, compute_dtype)
     autocast = compute_dtype is not None and not sharded
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
@@ -252,8 +271,17 @@ def run_sft(
         mbs = [mb.to(device) for mb in mbs]
         with torch.autocast(device.type, dtype=compute_dtype or torch.float32, enabled=autocast):
             loss, gnorm = train_step(
-                model, optimizer, mbs, total_loss_tokens, cfg.grad_clip, info, sharded
+                model,
+                optimizer,
+                mbs,
+                total_loss_tokens,
+                cfg.grad_clip,
+                info,
+                sharded,
+                after_backward=method.after_backward if method else None,
             )
+        if method is not None:
+            method.after_step()
         scheduler.step()
         dt = time.perf_counter() - t0
         slots = torch.tensor(

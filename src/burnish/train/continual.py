@@ -1,0 +1,141 @@
+"""Continual learning: a task sequence, an accuracy matrix, average accuracy and BWT.
+
+Stage i trains task i starting from stage i-1's dense checkpoint (OSFT re-decomposes it, so
+what tasks 1..i-1 rely on is frozen), then evaluates every task of the sequence:
+a[i][j] = accuracy on task j after training task i. Average accuracy = mean_j a[T][j];
+backward transfer BWT = mean_{j<T} (a[T][j] - a[j][j]) (0: no forgetting; negative: forgetting).
+A stopped run resumes: finished stages (final model + eval.json) are not redone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from burnish.errors import ConfigError
+from burnish.eval.evaluate import evaluate
+from burnish.io import atomic_write_text, write_jsonl
+from burnish.models.io import load_model
+from burnish.models.zoo import resolve_model
+from burnish.tasks import get_task
+from burnish.train.config import load_config
+from burnish.train.osft import OSFT, OSFTConfig
+from burnish.train.sft import run_sft
+
+__all__ = ["ContinualResult", "backward_transfer", "plot_matrix", "run_continual"]
+
+
+@dataclass
+class ContinualResult:
+    tasks: list[str]
+    matrix: list[list[float]]  # [stage][task]
+    average_accuracy: float
+    backward_transfer: float
+    initial: list[float]  # accuracy of the starting model on each task
+    method: str
+
+
+def backward_transfer(matrix: list[list[float]]) -> float:
+    """mean_{j<T} (a[T][j] - a[j][j]) over a square accuracy matrix."""
+    T = len(matrix)
+    if T < 2:
+        return 0.0
+    return sum(matrix[-1][j] - matrix[j][j] for j in range(T - 1)) / (T - 1)
+
+
+def _stage_config(
+    base: dict[str, Any], stage: int, n_stages: int, model: str, data: Path, out: Path
+) -> OSFTConfig:
+    """Stage i's config: the frozen share grows as tasks accumulate (trainable x (1 - i/T))."""
+    values = {
+        **base,
+        "model": model,
+        "data": str(data),
+        "output_dir": str(out),
+        "trainable_scale": base.get("trainable_scale", 1.0) * (1 - stage / n_stages),
+    }
+    return load_config(OSFTConfig, None, values)
+
+
+def run_continual(
+    model: str,
+    tasks: list[str],
+    output_dir: str | Path,
+    method: Literal["osft", "sft"] = "osft",
+    samples_per_task: int = 4000,
+    eval_problems: int = 64,
+    options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ContinualResult:
+    """Train ``tasks`` in order from ``model`` and evaluate every task after every stage.
+
+    Args:
+        method: "osft" (orthogonal subspaces; the options choose the rank mode) or "sft"
+            (plain sequential full fine-tuning, the forgetting baseline).
+        options: OSFTConfig keys applied to every stage (lr, max_steps, rank_mode, ...).
+    Writes ``matrix.json`` and ``matrix.png`` under ``output_dir``.
+    """
+    if len(tasks) < 2:
+        raise ConfigError("continual learning needs at least two tasks, e.g. --tasks a,b")
+    for t in tasks:
+        get_task(t)
+    out = Path(output_dir)
+    current = str(resolve_model(model))
+    m, tok = load_model(current)
+    initial = [r.accuracy for r in evaluate(m, tok, tasks, eval_problems).values()]
+    matrix: list[list[float]] = []
+    for i, task in enumerate(tasks):
+        stage = out / f"stage{i + 1}-{task}"
+        if not (stage / "eval.json").is_file():
+            data = stage / "train.jsonl"
+            rows = [e.to_messages() for e in get_task(task).generate(samples_per_task, "train")]
+            write_jsonl(data, rows)
+            cfg = _stage_config(options or {}, i, len(tasks), current, data, stage / "run")
+            m, tok = load_model(current)
+            hooks = OSFT(cfg) if method == "osft" else None
+            run_sft(cfg, progress=progress, model=m, tokenizer=tok, method=hooks)
+            accs = {k: r.accuracy for k, r in evaluate(m, tok, tasks, eval_problems).items()}
+            atomic_write_text(stage / "eval.json", json.dumps(accs, indent=2) + "\n")
+        accs = json.loads((stage / "eval.json").read_text())
+        matrix.append([accs[t] for t in tasks])
+        current = str(stage / "run" / "final")
+    result = ContinualResult(
+        tasks, matrix, sum(matrix[-1]) / len(tasks), backward_transfer(matrix), initial, method
+    )
+    atomic_write_text(out / "matrix.json", json.dumps(asdict(result), indent=2) + "\n")
+    plot_matrix(result, out / "matrix.png")
+    return result
+
+
+def plot_matrix(result: ContinualResult, path: Path, title: str | None = None) -> Path:
+    """Heatmap of a[i][j] (rows: after training task i; columns: evaluated task j)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T = len(result.tasks)
+    fig, ax = plt.subplots(figsize=(1.2 * T + 2, 1.0 * T + 1.5), dpi=110)
+    im = ax.imshow(result.matrix, vmin=0, vmax=1, cmap="viridis")
+    for i in range(T):
+        for j in range(T):
+            v = result.matrix[i][j]
+            ax.text(
+                j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 else "black"
+            )
+    ax.set_xticks(range(T), result.tasks, rotation=30)
+    ax.set_yticks(range(T), [f"after {t}" for t in result.tasks])
+    ax.set_title(
+        title
+        or f"{result.method}: avg {result.average_accuracy:.2f}, "
+        f"BWT {result.backward_transfer:+.2f}"
+    )
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
