@@ -20,12 +20,9 @@ def continual_command(
 ) -> None:
     """Train the tasks in order, re-decomposing after each (the frozen share grows), and
     evaluate every task after every stage. Writes matrix.json and the heatmap matrix.png."""
-    from burnish.errors import ConfigError
     from burnish.train.config import parse_overrides
     from burnish.train.continual import run_continual
 
-    if method not in ("osft", "sft"):
-        raise ConfigError(f"--method must be osft or sft, got {method!r}")
     names = split_names(tasks)
     res = run_continual(
         model,

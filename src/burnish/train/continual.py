@@ -10,9 +10,10 @@ A stopped run resumes: finished stages (final model + eval.json) are not redone.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
@@ -24,7 +25,10 @@ from burnish.train.config import load_config
 from burnish.train.osft import OSFT, OSFTConfig
 from burnish.train.sft import run_sft
 
-__all__ = ["ContinualResult", "backward_transfer", "plot_matrix", "run_continual"]
+__all__ = ["ContinualResult", "StageTrainer", "backward_transfer", "plot_matrix", "run_continual"]
+
+# (starting model dir, stage config) -> trained model dir. Used for baselines such as LoRA.
+StageTrainer = Callable[[str, OSFTConfig], Path]
 
 
 @dataclass
@@ -59,21 +63,29 @@ def _stage_config(
     return load_config(OSFTConfig, None, values)
 
 
+def _recipe_stage(osft: bool) -> StageTrainer:
+    def train(start: str, cfg: OSFTConfig) -> Path:
+        m, tok = load_model(start)
+        hooks = OSFT(cfg) if osft else None
+        return run_sft(cfg, progress=False, model=m, tokenizer=tok, method=hooks).final_model
+
+    return train
+
+
 def run_continual(
     model: str,
     tasks: list[str],
     output_dir: str | Path,
-    method: Literal["osft", "sft"] = "osft",
+    method: str | StageTrainer = "osft",
     samples_per_task: int = 4000,
     eval_problems: int = 64,
     options: dict[str, Any] | None = None,
-    progress: bool = True,
 ) -> ContinualResult:
     """Train ``tasks`` in order from ``model`` and evaluate every task after every stage.
 
     Args:
-        method: "osft" (orthogonal subspaces; the options choose the rank mode) or "sft"
-            (plain sequential full fine-tuning, the forgetting baseline).
+        method: "osft" (orthogonal subspaces; the options choose the rank mode), "sft"
+            (plain sequential full fine-tuning, the forgetting baseline), or a StageTrainer.
         options: OSFTConfig keys applied to every stage (lr, max_steps, rank_mode, ...).
     Writes ``matrix.json`` and ``matrix.png`` under ``output_dir``.
     """
@@ -81,6 +93,12 @@ def run_continual(
         raise ConfigError("continual learning needs at least two tasks, e.g. --tasks a,b")
     for t in tasks:
         get_task(t)
+    if isinstance(method, str):
+        if method not in ("osft", "sft"):
+            raise ConfigError(f"unknown continual method {method!r}; choose osft or sft")
+        name, train_stage = method, _recipe_stage(method == "osft")
+    else:
+        name, train_stage = getattr(method, "__name__", "custom"), method
     out = Path(output_dir)
     current = str(resolve_model(model))
     m, tok = load_model(current)
@@ -93,16 +111,16 @@ def run_continual(
             rows = [e.to_messages() for e in get_task(task).generate(samples_per_task, "train")]
             write_jsonl(data, rows)
             cfg = _stage_config(options or {}, i, len(tasks), current, data, stage / "run")
-            m, tok = load_model(current)
-            hooks = OSFT(cfg) if method == "osft" else None
-            run_sft(cfg, progress=progress, model=m, tokenizer=tok, method=hooks)
+            final = train_stage(current, cfg)
+            m, tok = load_model(final)
             accs = {k: r.accuracy for k, r in evaluate(m, tok, tasks, eval_problems).items()}
-            atomic_write_text(stage / "eval.json", json.dumps(accs, indent=2) + "\n")
-        accs = json.loads((stage / "eval.json").read_text())
-        matrix.append([accs[t] for t in tasks])
-        current = str(stage / "run" / "final")
+            doc = {"model": str(final), "accuracy": accs}
+            atomic_write_text(stage / "eval.json", json.dumps(doc, indent=2) + "\n")
+        done = json.loads((stage / "eval.json").read_text())
+        matrix.append([done["accuracy"][t] for t in tasks])
+        current = done["model"]
     result = ContinualResult(
-        tasks, matrix, sum(matrix[-1]) / len(tasks), backward_transfer(matrix), initial, method
+        tasks, matrix, sum(matrix[-1]) / len(tasks), backward_transfer(matrix), initial, name
     )
     atomic_write_text(out / "matrix.json", json.dumps(asdict(result), indent=2) + "\n")
     plot_matrix(result, out / "matrix.png")
