@@ -1,0 +1,93 @@
+"""``burnish merge``, ``burnish aim-stats``, ``burnish aim-apply``: model merging with AIM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from burnish.cli.common import console
+
+__all__ = ["aim_apply_command", "aim_stats_command", "merge_command"]
+
+
+def merge_command(
+    config: Path = typer.Argument(..., help="Merge YAML (mergekit-style; see examples/)."),
+    out: Path = typer.Argument(..., help="Output model directory (written atomically)."),
+    set_: list[str] = typer.Option([], "--set", "-s", help="Override a top-level key: KEY=VALUE."),
+    omega: float | None = typer.Option(
+        None, help="Apply AIM with this omega (adds/overrides the aim: section)."
+    ),
+    max_shard_size: str | None = typer.Option(None, help="Largest output shard, e.g. 2GB."),
+    progress: bool = typer.Option(True, help="Show a progress bar over tensors."),
+) -> None:
+    """Merge fine-tunes of one base model (linear, task_arithmetic, ties, dare_linear,
+    dare_ties, breadcrumbs, breadcrumbs_ties), optionally with AIM, one tensor at a time."""
+    from burnish.merge import load_merge_config, run_merge
+    from burnish.train.config import parse_overrides
+
+    overrides = parse_overrides(set_)
+    if omega is not None:
+        overrides["aim"] = {**_aim_section(config), "omega": omega}
+    cfg = load_merge_config(config, overrides)
+    result = run_merge(cfg, out, max_shard_size=max_shard_size, progress=progress)
+    console.print(
+        f"merged {result.tensors} tensors into {result.output} ({result.shards} shard(s), "
+        f"{result.seconds:.1f} s)"
+        + (f"; AIM statistics: {result.aim_stats}" if result.aim_stats else "")
+    )
+
+
+def _aim_section(config: Path) -> dict:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(config.read_text()) if config.is_file() else None
+    except yaml.YAMLError:
+        return {}  # load_merge_config reports the YAML error with the file named
+    aim = loaded.get("aim") if isinstance(loaded, dict) else None
+    return dict(aim) if isinstance(aim, dict) else {}
+
+
+def aim_stats_command(
+    model: str = typer.Argument(..., help="Base model directory or zoo name."),
+    data: str = typer.Argument("zoo", help="Calibration text file or JSONL; 'zoo' = task mix."),
+    output: Path = typer.Option(..., "--output", "-o", help="Statistics file (.safetensors)."),
+    block_size: int = typer.Option(512, help="Tokens per calibration block."),
+    max_texts: int = typer.Option(256, help="Calibration blocks at most."),
+    batch_size: int = typer.Option(8, help="Blocks per forward pass."),
+) -> None:
+    """Precompute AIM statistics (mean |input activation| per channel of every linear layer
+    and norm of MODEL) for use as ``aim: {stats: FILE}``."""
+    from burnish.merge import compute_or_load_stats
+    from burnish.models.zoo import resolve_model
+
+    stats, path = compute_or_load_stats(
+        resolve_model(model),
+        None if data == "zoo" else data,
+        output,
+        block_size,
+        max_texts,
+        batch_size,
+    )
+    console.print(f"AIM statistics of {len(stats)} weights -> {path}")
+
+
+def aim_apply_command(
+    merged: str = typer.Argument(..., help="A merged model directory."),
+    out: Path = typer.Argument(..., help="Output model directory."),
+    base: str = typer.Option(..., "--base", "-b", help="The base model of the merge."),
+    omega: float = typer.Option(0.4, help="1 = unchanged; 0 = busiest channel at base value."),
+    stats: Path | None = typer.Option(None, help="Statistics file (from aim-stats)."),
+    data: str | None = typer.Option(None, help="Calibration data when there is no stats file."),
+    progress: bool = typer.Option(True, help="Show a progress bar over tensors."),
+) -> None:
+    """Apply AIM to any merged model as a post-step."""
+
+    from burnish.merge import AIMConfig, apply_aim
+    from burnish.train.config import load_config
+
+    values = {"omega": omega, "stats": str(stats) if stats else None, "data": data}
+    aim = load_config(AIMConfig, None, values)
+    result = apply_aim(merged, base, out, aim, progress=progress)
+    console.print(f"AIM (omega {omega}) applied to {result.tensors} tensors -> {result.output}")
