@@ -100,6 +100,12 @@ def main() -> None:
     p.add_argument("--lora-lr", type=float, default=3e-3)
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--unfreeze", type=float, default=0.3, help="OSFT unfreeze_rank_ratio")
+    p.add_argument(
+        "--freeze-untargeted",
+        action="store_true",
+        help="OSFT: freeze embeddings, norms and lm_head too (as LoRA does)",
+    )
+    p.add_argument("--projection", default="block", choices=["block", "two_sided"])
     p.add_argument("--eval-n", type=int, default=64)
     p.add_argument("--work", type=Path, default=None, help="stage folder (default: temporary)")
     p.add_argument("--out", type=Path, default=OUT / "continual.json")

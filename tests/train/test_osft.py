@@ -65,6 +65,15 @@ def test_projection_removes_frozen_block_and_is_idempotent() -> None:
     assert torch.allclose(S_h, torch.linalg.svdvals(W)[:4])
 
 
+def test_two_sided_projection_keeps_row_and_column_spaces() -> None:
+    g = torch.Generator().manual_seed(2)
+    W, G = torch.randn(10, 14, generator=g), torch.randn(10, 14, generator=g)
+    U_h, _, V_h = frozen_basis(W, 3)
+    P = project_gradient(G, U_h, V_h, two_sided=True)
+    assert (U_h.T @ P).abs().max() < 1e-5 and (P @ V_h).abs().max() < 1e-5
+    torch.testing.assert_close(project_gradient(P, U_h, V_h, True), P, atol=1e-6, rtol=0)
+
+
 def test_adamw_leaks_without_the_post_step_restore() -> None:
     """AdamW's rescaling and weight decay move projected updates back into the frozen
     subspace; restore_frozen_ after each step keeps U_h^T dW V_h at round-off."""
@@ -147,14 +156,18 @@ def test_setup_leaves_logits_unchanged(model_dir, data, tmp_path, tok) -> None:
     assert torch.equal(before, after)  # the dense formulation never touches the forward
 
 
+@pytest.mark.parametrize("projection", ["block", "two_sided"])
 @pytest.mark.parametrize("mode", ["uniform", "adaptive"])
-def test_frozen_subspace_untouched_after_50_adamw_steps(model_dir, data, tmp_path, mode) -> None:
+def test_frozen_subspace_untouched_after_50_adamw_steps(
+    model_dir, data, tmp_path, mode, projection
+) -> None:
     model, tok = load_model(model_dir)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
     cfg = _cfg(
         model_dir,
         data,
         tmp_path / "run",
+        projection=projection,
         rank_mode=mode,
         max_steps=50,
         epochs=10,
@@ -167,9 +180,23 @@ def test_frozen_subspace_untouched_after_50_adamw_steps(model_dir, data, tmp_pat
     for t in method.targets:
         dW = t.param.detach() - start[f"{t.name}.weight"]
         assert dW.abs().max() > 1e-3, f"{t.name} did not train"
-        leak = (t.U_h.T @ dW @ t.V_h).abs().max()
+        bound = 1e-5 * start[f"{t.name}.weight"].abs().max().clamp(min=1)
         # Round-off of fp32 weights of magnitude ~1: the leak stays near 1e-6.
-        assert leak < 1e-5 * start[f"{t.name}.weight"].abs().max().clamp(min=1), t.name
+        assert (t.U_h.T @ dW @ t.V_h).abs().max() < bound, t.name
+        if projection == "two_sided":
+            assert (t.U_h.T @ dW).abs().max() < bound, t.name
+            assert (dW @ t.V_h).abs().max() < bound, t.name
+
+
+def test_freeze_untargeted_trains_only_targets(model_dir, data, tmp_path) -> None:
+    model, tok = load_model(model_dir)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = _cfg(model_dir, data, tmp_path / "run", freeze_untargeted=True, max_steps=3)
+    method = OSFT(cfg)
+    run_sft(cfg, progress=False, model=model, tokenizer=tok, method=method)
+    targets = {f"{t.name}.weight" for t in method.targets}
+    for n, p in model.named_parameters():
+        assert torch.equal(p, start[n]) != (n in targets), n
 
 
 def test_saved_checkpoint_is_plain_and_scores_the_same(model_dir, data, tmp_path) -> None:

@@ -66,6 +66,16 @@ class OSFTConfig(SFTConfig):
     calibration_samples: int = Field(
         64, ge=0, description="adaptive mode: training samples used to measure importance."
     )
+    projection: Literal["block", "two_sided"] = Field(
+        "block",
+        description="block: keep U_h^T W V_h (the paper's projection); two_sided: also keep "
+        "U_h^T W and W V_h, as the factorised reference trainer does (less forgetting).",
+    )
+    freeze_untargeted: bool = Field(
+        False,
+        description="Also freeze every parameter outside the targets (embeddings, norms, "
+        "lm_head), which otherwise train fully.",
+    )
     trainable_scale: float = Field(
         1.0,
         gt=0,
@@ -102,20 +112,43 @@ def frozen_basis(
     return U[:, :rank].contiguous(), S[:rank].contiguous(), Vh[:rank].T.contiguous()
 
 
-def project_gradient(grad: torch.Tensor, U_h: torch.Tensor, V_h: torch.Tensor) -> torch.Tensor:
-    """G - U_h (U_h^T G V_h) V_h^T: remove the gradient's frozen-subspace component."""
+def project_gradient(
+    grad: torch.Tensor, U_h: torch.Tensor, V_h: torch.Tensor, two_sided: bool = False
+) -> torch.Tensor:
+    """Remove the gradient's component in the frozen subspace.
+
+    block (the paper's formula): G - U_h (U_h^T G V_h) V_h^T, so U_h^T dW V_h = 0.
+    two_sided: (I - U_h U_h^T) G (I - V_h V_h^T), so U_h^T dW = 0 and dW V_h = 0 as well:
+    what the factorised reference trainer enforces (its U_l, V_l stay orthogonal to U_h, V_h).
+    """
+    if two_sided:
+        left = grad - U_h @ (U_h.T @ grad)  # [n, m]
+        return left - (left @ V_h) @ V_h.T
     core = U_h.T @ grad @ V_h  # [r, r]
     return grad - U_h @ core @ V_h.T
 
 
 @torch.no_grad()
 def restore_frozen_(
-    weight: torch.Tensor, U_h: torch.Tensor, S_h: torch.Tensor, V_h: torch.Tensor
+    weight: torch.Tensor,
+    U_h: torch.Tensor,
+    S_h: torch.Tensor,
+    V_h: torch.Tensor,
+    two_sided: bool = False,
 ) -> None:
-    """In place: W <- W - U_h (U_h^T W V_h - diag(S_h)) V_h^T, so U_h^T (W - W_0) V_h = 0."""
+    """Put W back on the constraint in place (W_0 = U_h S_h V_h^T + rest need not be stored).
+
+    block: W <- W - U_h (U_h^T W V_h - diag(S_h)) V_h^T, so U_h^T (W - W_0) V_h = 0.
+    two_sided: W <- (I - U_h U_h^T) W (I - V_h V_h^T) + U_h diag(S_h) V_h^T, so
+    U_h^T (W - W_0) = 0 and (W - W_0) V_h = 0.
+    """
     w = weight.float()
-    drift = U_h.T @ w @ V_h - torch.diag(S_h)  # [r, r]
-    weight.copy_((w - U_h @ drift @ V_h.T).to(weight.dtype))
+    if two_sided:
+        fixed = project_gradient(w, U_h, V_h, two_sided=True) + (U_h * S_h) @ V_h.T
+    else:
+        drift = U_h.T @ w @ V_h - torch.diag(S_h)  # [r, r]
+        fixed = w - U_h @ drift @ V_h.T
+    weight.copy_(fixed.to(weight.dtype))
 
 
 # --- finding what to constrain ---------------------------------------------------------------
@@ -223,6 +256,10 @@ class OSFT:
     ranks: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (frozen, full)
     supports_sharding: bool = False
 
+    @property
+    def two_sided(self) -> bool:
+        return self.cfg.projection == "two_sided"
+
     def __post_init__(self) -> None:
         u = self.cfg.unfreeze_rank_ratio
         if self.cfg.rank_mode == "uniform" and not 0.0 < u < 1.0:
@@ -248,6 +285,10 @@ class OSFT:
             U_h, S_h, V_h = frozen_basis(mod.weight, r)
             self.targets.append(_Target(name, mod.weight, U_h, S_h, V_h))
             self.ranks[name] = (r, min(n, m))
+        if self.cfg.freeze_untargeted:
+            keep = {id(t.param) for t in self.targets}
+            for p in model.parameters():
+                p.requires_grad_(id(p) in keep)
 
     def _layer_fractions(self, model: nn.Module, data: TokenizedDataset) -> torch.Tensor | None:
         if self.cfg.rank_mode == "uniform":
@@ -270,12 +311,12 @@ class OSFT:
     def after_backward(self) -> None:
         for t in self.targets:
             if t.param.grad is not None:
-                g = project_gradient(t.param.grad.float(), t.U_h, t.V_h)
+                g = project_gradient(t.param.grad.float(), t.U_h, t.V_h, self.two_sided)
                 t.param.grad.copy_(g.to(t.param.grad.dtype))
 
     def after_step(self) -> None:
         for t in self.targets:
-            restore_frozen_(t.param.data, t.U_h, t.S_h, t.V_h)
+            restore_frozen_(t.param.data, t.U_h, t.S_h, t.V_h, self.two_sided)
 
     def frozen_share(self) -> float:
         """Frozen rank over total rank, across all targets."""
