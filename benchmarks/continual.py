@@ -123,6 +123,8 @@ def main() -> None:
         save_state=False,
         device="cpu",
         unfreeze_rank_ratio=args.unfreeze,
+        freeze_untargeted=args.freeze_untargeted,
+        projection=args.projection,
     )
     results: dict[str, dict] = {}
     for method in args.methods.split(","):
