@@ -101,11 +101,11 @@ def main() -> None:
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--unfreeze", type=float, default=0.3, help="OSFT unfreeze_rank_ratio")
     p.add_argument(
-        "--freeze-untargeted",
+        "--osft-train-all",
         action="store_true",
-        help="OSFT: freeze embeddings, norms and lm_head too (as LoRA does)",
+        help="OSFT: keep embeddings, norms and lm_head trainable (default: frozen, as for LoRA)",
     )
-    p.add_argument("--projection", default="block", choices=["block", "two_sided"])
+    p.add_argument("--projection", default="two_sided", choices=["block", "two_sided"])
     p.add_argument("--eval-n", type=int, default=64)
     p.add_argument("--work", type=Path, default=None, help="stage folder (default: temporary)")
     p.add_argument("--out", type=Path, default=OUT / "continual.json")
@@ -123,7 +123,7 @@ def main() -> None:
         save_state=False,
         device="cpu",
         unfreeze_rank_ratio=args.unfreeze,
-        freeze_untargeted=args.freeze_untargeted,
+        freeze_untargeted=not args.osft_train_all,
         projection=args.projection,
     )
     results: dict[str, dict] = {}

@@ -5,12 +5,17 @@ directions (U_h, V_h) are frozen: the accumulated update dW must satisfy U_h^T d
 what earlier tasks rely on most is left untouched (osft.md).
 
 Formulation, chosen for speed: the weights stay dense and trainable. After the backward pass
-each gradient is projected, G <- G - U_h (U_h^T G V_h) V_h^T (one extra O(n m r) product per
-matrix), and after every optimizer step the weight is corrected back onto the constraint,
-W <- W - U_h (U_h^T W V_h - S_h) V_h^T, which undoes what AdamW's element-wise rescaling and
-weight decay leak into the frozen subspace. The reference trainer's factorised
-re-parametrisation (W = U_h S_h V_h^T + U_l S_l V_l^T) doubles linear FLOPs in the forward and
-backward passes instead; benchmarks/osft_overhead.py measures both against plain SFT.
+each gradient is projected (a few extra O(n m r) products per matrix), and after every
+optimizer step the weight is corrected back onto the constraint, which undoes what AdamW's
+element-wise rescaling and weight decay leak into the frozen subspace. Two projections:
+"block" (the paper's G <- G - U_h (U_h^T G V_h) V_h^T, keeping U_h^T W V_h) and "two_sided"
+(the default: (I - U_h U_h^T) G (I - V_h V_h^T), keeping U_h^T W and W V_h, which is what the
+reference trainer's factorisation enforces). On the zoo's continual benchmark the block
+projection still forgot most earlier tasks, the two-sided one far less.
+
+The reference trainer's factorised re-parametrisation (W = U_h S_h V_h^T + U_l S_l V_l^T)
+doubles linear FLOPs in the forward and backward passes instead; benchmarks/osft_overhead.py
+measures both against plain SFT.
 
 Rank modes: "uniform" freezes r = floor(min(n, m) * (1 - unfreeze_rank_ratio)) everywhere;
 "adaptive" (the paper's) retains a per-layer fraction mrr + I(l) (trr - mrr), where I(l) is the
@@ -67,7 +72,7 @@ class OSFTConfig(SFTConfig):
         64, ge=0, description="adaptive mode: training samples used to measure importance."
     )
     projection: Literal["block", "two_sided"] = Field(
-        "block",
+        "two_sided",
         description="block: keep U_h^T W V_h (the paper's projection); two_sided: also keep "
         "U_h^T W and W V_h, as the factorised reference trainer does (less forgetting).",
     )
