@@ -22,7 +22,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from burnish.cli import continual, data, evaluate, merge, quickstart, sft, tasks, zoo
+    from burnish.cli import continual, data, evaluate, merge, quickstart, scale, sft, tasks, zoo
 
     app.add_typer(tasks.app, name="tasks")
     app.add_typer(data.app, name="data")
@@ -33,6 +33,7 @@ def _register() -> None:
     app.command("merge")(merge.merge_command)
     app.command("aim-stats")(merge.aim_stats_command)
     app.command("aim-apply")(merge.aim_apply_command)
+    app.command("scale")(scale.scale_command)
     app.command("eval")(evaluate.eval_command)
     app.command("quickstart")(quickstart.quickstart_command)
 

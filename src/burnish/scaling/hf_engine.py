@@ -1,0 +1,291 @@
+"""In-process Hugging Face engine with KV-cache forking.
+
+All live particles of all problems that ask in the same event-loop turn are decoded together,
+one forward pass per token, each row stopping at the step delimiter or EOS. The KV cache of a
+particle is a row of a shared batch cache; a resampled particle keeps pointing at its
+ancestor's row, and the next extension gathers rows by ancestor index (``index_select`` on the
+batch dimension, as ``DynamicCache.reorder_cache`` does, into a fresh cache so older particles
+that still point at the old rows stay valid). So each step encodes only the new tokens.
+
+Rows that finish their step early keep being fed a pad token whose attention-mask entry is 0
+(a masked "hole"), and positions come from the count of real tokens, so every row sees exactly
+its own prefix. ``fork=False`` instead re-encodes every particle's whole prefix each step (what
+a stateless server client does); it exists for the efficiency comparison and as a check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+
+from burnish.scaling.batching import MicroBatcher
+from burnish.scaling.engine import StepConfig, finish_reason
+from burnish.scaling.particles import Particle, Problem
+
+__all__ = ["HFEngine", "sample_tokens"]
+
+
+@dataclass
+class _KV:
+    """A batch of cached rows. cache: [R, H, L, D] per layer; mask: [R, L] (1 = real token);
+    pos: [R] position of the next token; logits: [R, V] next-token logits."""
+
+    cache: DynamicCache
+    mask: torch.Tensor
+    pos: torch.Tensor
+    logits: torch.Tensor
+
+
+def sample_tokens(
+    logits: torch.Tensor, temperature: torch.Tensor, uniform: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse-CDF sampling from softmax(logits / T) per row; T == 0 is argmax.
+
+    logits [R, V], temperature [R], uniform [R] in [0, 1) -> (tokens [R], log p [R]) with
+    log p the policy's own (temperature 1) log-probability of the chosen token.
+    """
+    greedy = temperature <= 0
+    t = torch.where(greedy, torch.ones_like(temperature), temperature)
+    probs = torch.softmax(logits / t[:, None], dim=-1)
+    cdf = probs.cumsum(-1)
+    drawn = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None]).squeeze(1)
+    tokens = torch.where(greedy, logits.argmax(-1), drawn.clamp(max=logits.shape[-1] - 1))
+    logp = torch.log_softmax(logits, -1).gather(1, tokens[:, None]).squeeze(1)
+    return tokens, logp
+
+
+class HFEngine:
+    """Engine over an in-process HF causal LM (see module docstring).
+
+    Args:
+        model, tokenizer: the policy.
+        step: step delimiter and finishing rules.
+        fork: True (default) forks KV rows; False re-encodes every prefix each step.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        step: StepConfig | None = None,
+        fork: bool = True,
+    ) -> None:
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.step = step or StepConfig()
+        self.fork = fork
+        self.device = next(model.parameters()).device
+        self.eos = tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        self.stop_ids = self._stop_ids()
+        self._batcher = MicroBatcher(self._serve)
+        self.forward_passes = 0
+
+    def _stop_ids(self) -> torch.Tensor:
+        """[V] bool: tokens whose text contains the delimiter (they end a step)."""
+        vocab = self.model.config.vocab_size
+        stop = torch.zeros(vocab, dtype=torch.bool)
+        for i in range(min(vocab, len(self.tokenizer))):
+            if self.step.delimiter in self.tokenizer.decode([i]):
+                stop[i] = True
+        return stop.to(self.device)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    async def start(self, problem: Problem, n: int) -> list[Particle]:
+        return await self._batcher.submit(("start", problem, n))
+
+    async def extend(
+        self, problem: Problem, particles: Sequence[Particle], temperature: float
+    ) -> list[Particle]:
+        if all(p.finished for p in particles):
+            return list(particles)
+        return await self._batcher.submit(("extend", problem, list(particles), temperature))
+
+    def next_token_logits(self, particle: Particle) -> torch.Tensor:
+        """[V] logits the engine holds for the particle's next token (for tests)."""
+        kv, row = particle.handle[0], particle.handle[1]
+        return kv.logits[row]
+
+    # ---- batched work ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _serve(self, requests: list[tuple]) -> list[list[Particle]]:
+        out: list = [None] * len(requests)
+        starts = [i for i, r in enumerate(requests) if r[0] == "start"]
+        if starts:
+            ids = [self.prompt_ids(requests[i][1].prompt) for i in starts]
+            kv = self._prefill(ids)
+            for row, (i, seq) in enumerate(zip(starts, ids, strict=True)):
+                _, problem, n = requests[i]
+                problem.usage.prefill += len(seq)
+                problem.usage.reencode += len(seq)
+                handle = (kv, row, tuple(seq))
+                out[i] = [Particle(uid=problem.next_uid(), handle=handle) for _ in range(n)]
+        extends = [i for i, r in enumerate(requests) if r[0] == "extend"]
+        if extends:
+            for i, res in zip(extends, self._extend([requests[i] for i in extends]), strict=True):
+                out[i] = res
+        return out
+
+    def _prefill(self, seqs: list[list[int]]) -> _KV:
+        """Encode left-padded sequences into a fresh cache. seqs: R lists -> _KV with R rows."""
+        longest = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), longest), self.pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, s in enumerate(seqs):
+            ids[r, longest - len(s) :] = torch.tensor(s)
+            mask[r, longest - len(s) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self.forward_passes += 1
+        return _KV(cache, mask, mask.sum(-1), out.logits[:, -1].float())
+
+    def _gather(self, handles: list[tuple]) -> _KV:
+        """One batch cache holding the rows ``handles`` point at, in order (rows may repeat)."""
+        kvs: dict[int, _KV] = {}
+        for h in handles:
+            kvs.setdefault(id(h[0]), h[0])
+        offsets, off = {}, 0
+        for key, kv in kvs.items():
+            offsets[key] = off
+            off += kv.mask.shape[0]
+        index = torch.tensor([offsets[id(h[0])] + h[1] for h in handles], device=self.device)
+        parts = list(kvs.values())
+        longest = max(kv.mask.shape[1] for kv in parts)
+        mask = torch.cat([_left_pad(kv.mask, longest, 1) for kv in parts])[index]
+        keep = mask.any(0)  # drop columns that are padding in every kept row
+        mask = mask[:, keep]
+        cache = DynamicCache(config=self.model.config)
+        for layer in range(len(parts[0].cache.layers)):
+            ks = [_left_pad(kv.cache.layers[layer].keys, longest, 2) for kv in parts]
+            vs = [_left_pad(kv.cache.layers[layer].values, longest, 2) for kv in parts]
+            k = torch.cat(ks).index_select(0, index)[:, :, keep]
+            v = torch.cat(vs).index_select(0, index)[:, :, keep]
+            cache.update(k, v, layer)
+        pos = torch.cat([kv.pos for kv in parts])[index]
+        logits = torch.cat([kv.logits for kv in parts])[index]
+        return _KV(cache, mask, pos, logits)
+
+    def _extend(self, requests: list[tuple]) -> list[list[Particle]]:
+        rows: list[tuple[int, int]] = []  # (request, particle index) of each live row
+        for r, (_, _, parts, _) in enumerate(requests):
+            rows += [(r, j) for j, p in enumerate(parts) if not p.finished]
+        particles = [requests[r][2][j] for r, j in rows]
+        for p, (r, _) in zip(particles, rows, strict=True):
+            usage = requests[r][1].usage
+            usage.reencode += len(p.handle[2]) + len(p.token_ids)
+            usage.policy_calls += 1
+        if self.fork:
+            kv = self._gather([p.handle for p in particles])
+        else:
+            seqs = [list(p.handle[2]) + list(p.token_ids) for p in particles]
+            for s, (r, _) in zip(seqs, rows, strict=True):
+                requests[r][1].usage.prefill += len(s)
+            kv = self._prefill(seqs)
+        new_tokens, logps, eos_hit, delim_hit = self._decode(kv, requests, rows)
+        results = [list(parts) for _, _, parts, _ in requests]
+        for b, (r, j) in enumerate(rows):
+            problem, p = requests[r][1], particles[b]
+            toks = new_tokens[b]
+            text_toks = toks[:-1] if eos_hit[b] else toks
+            text = self.tokenizer.decode(text_toks, skip_special_tokens=True)
+            step = text.split(self.step.delimiter)[0] if delim_hit[b] else text
+            steps = (*p.steps, step)
+            reason = finish_reason(step, len(steps), eos_hit[b], delim_hit[b], self.step)
+            results[r][j] = p.child(
+                problem.next_uid(),
+                steps=steps,
+                token_ids=p.token_ids + tuple(toks),
+                step_logprobs=(*p.step_logprobs, sum(logps[b]) / max(1, len(logps[b]))),
+                finished=reason is not None,
+                finish_reason=reason,
+                handle=(kv, b, p.handle[2]),
+            )
+        return results
+
+    def _decode(self, kv: _KV, requests: list[tuple], rows: list[tuple[int, int]]):
+        """Sample one step for every row of ``kv`` (mutates it: new columns, logits)."""
+        n = len(rows)
+        temps = torch.tensor([float(requests[r][3]) for r, _ in rows], device=self.device)
+        by_req: dict[int, list[int]] = {}
+        for b, (r, _) in enumerate(rows):
+            by_req.setdefault(r, []).append(b)
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        eos_hit, delim_hit = [False] * n, [False] * n
+        new_tokens: list[list[int]] = [[] for _ in range(n)]
+        logps: list[list[float]] = [[] for _ in range(n)]
+        for _ in range(self.step.max_step_tokens):
+            uniform = torch.zeros(n, device=self.device)
+            for r, bs in by_req.items():  # per-problem random stream, only while it has work
+                idx = torch.tensor(bs, device=self.device)
+                if not bool(done[idx].all()):
+                    uniform[idx] = torch.rand(len(bs), generator=requests[r][1].sampler).to(
+                        self.device
+                    )
+            tok, lp = sample_tokens(kv.logits, temps, uniform)
+            live = ~done
+            is_eos = tok == self.eos
+            is_stop = self.stop_ids[tok.clamp(max=len(self.stop_ids) - 1)]
+            tok_l, lp_l, eos_l, stop_l = (
+                tok.tolist(),
+                lp.tolist(),
+                is_eos.tolist(),
+                is_stop.tolist(),
+            )
+            for b in live.nonzero().flatten().tolist():
+                new_tokens[b].append(tok_l[b])
+                logps[b].append(lp_l[b])
+                eos_hit[b] = eos_l[b]
+                delim_hit[b] = stop_l[b] and not eos_l[b]
+                usage = requests[rows[b][0]][1].usage
+                usage.generated += 1
+                usage.reencode += 1
+            feed = live & ~is_eos  # EOS ends the particle: no need to encode it
+            done = done | is_eos | is_stop
+            if bool(feed.any()):
+                self._feed(kv, torch.where(feed, tok, self.pad), feed, requests, rows)
+            if bool(done.all()):
+                break
+        return new_tokens, logps, eos_hit, delim_hit
+
+    def _feed(self, kv: _KV, tok: torch.Tensor, feed: torch.Tensor, requests, rows) -> None:
+        """Append one column: real tokens where ``feed``, masked pads elsewhere."""
+        kv.mask = torch.cat([kv.mask, feed.long()[:, None]], dim=1)
+        out = self.model(
+            input_ids=tok[:, None],
+            attention_mask=kv.mask,
+            position_ids=kv.pos[:, None],
+            cache=kv.cache,
+            use_cache=True,
+        )
+        self.forward_passes += 1
+        kv.pos = kv.pos + feed.long()
+        kv.logits = torch.where(feed[:, None], out.logits[:, -1].float(), kv.logits)
+        for r, _ in rows:
+            requests[r][1].usage.padded += 1
+
+
+def _left_pad(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    """Zero-pad ``x`` on the left of ``dim`` up to ``length``."""
+    missing = length - x.shape[dim]
+    if missing == 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = missing
+    return torch.cat([x.new_zeros(shape), x], dim=dim)
