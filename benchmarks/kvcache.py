@@ -39,7 +39,7 @@ from burnish.tasks import get_task
 
 warnings.filterwarnings("ignore")
 G_Q, R_Q = 8, 8  # quality settings (zoo sequences are short)
-SQUAT = {"rank": 8, "lam": 10.0, "block_size": 8}
+SQUAT = {"rank": 8, "lam": 0.1, "block_size": 4}  # the SQuatCache defaults
 QUALITY = [  # (model, task, knobs)
     ("arith-policy", "arith_chain", {}),
     ("base", "reversal", {"min_len": 5, "max_len": 9}),
@@ -138,12 +138,16 @@ def attention_error(prompt_len: int = 96, heldout: int = 32) -> list[dict]:
             kivi_k = _deq_chunks(kq, chunks.shape)
             q_hat = torch.stack(
                 [
-                    query_subspace(qp[0, j * (nh // h) : (j + 1) * (nh // h)].reshape(-1, d), 8)
+                    query_subspace(
+                        qp[0, j * (nh // h) : (j + 1) * (nh // h)].reshape(-1, d), SQUAT["rank"]
+                    )
                     for j in range(h)
                 ]
             )[None]
             blocks = block_ranges(d, SQUAT["block_size"])
-            coefs = [c.unsqueeze(2) for c in obs_coefficients(weight_matrix(q_hat, 10.0), blocks)]
+            coefs = [
+                c.unsqueeze(2) for c in obs_coefficients(weight_matrix(q_hat, SQUAT["lam"]), blocks)
+            ]
             _, squat_k = squat_quantize_keys(chunks, coefs, blocks, bits)
             for label, kk in (("kivi", kivi_k), ("squat", squat_k.reshape(kp.shape))):
                 out = _attend(qh, kk, vq)
