@@ -52,10 +52,11 @@ class PRMSpec:
     samples_per_task: int = 2  # sampled solutions per train prompt
     corruptions: int = 3  # corrupted copies of the gold solution per train prompt
     temperature: float = 1.0
-    steps: int = 600
+    steps: int = 2500
     batch: int = 64
     lr: float = 1e-3
     warmup: int = 30
+    dense: float = 0.0  # weight of the per-character auxiliary labels (0: separators only)
     seed: int = 0
     hidden_size: int = 128
     num_layers: int = 4
@@ -140,15 +141,39 @@ def _sample(model, tok, task, prompts, samples, temperature, seed):
     return [r for r in rows if r[1]]
 
 
-def _encode(tok, rows, spec):
-    return [(*prm_input_ids(tok, p, s, spec.separator), lab) for p, s, lab in rows]
+def _char_labels(gold_lines, steps, labels):
+    """Per-character labels of each step: good iff all steps before are good and the line so
+    far is a prefix of the gold line (dense supervision that teaches "a mismatch happened")."""
+    out, before = [], True
+    for i, (step, lab) in enumerate(zip(steps, labels, strict=True)):
+        ref = gold_lines[i] if i < len(gold_lines) else ""
+        out.append([before and ref.startswith(step[: j + 1]) for j in range(len(step))])
+        before = lab
+    return out
 
 
-def _loss(model, batch, label_ids, pad, weight=None):
+def _encode(tok, rows, spec, task=None):
+    """(ids, separator positions, step labels, character positions, character labels)."""
+    data = []
+    for p, steps, lab in rows:
+        ids, pos = prm_input_ids(tok, p, steps, spec.separator)
+        dpos, dlab = [], []
+        if spec.dense > 0 and task is not None:
+            gold = task.solve(p).answer.splitlines()
+            for sep, step, chars in zip(pos, steps, _char_labels(gold, steps, lab), strict=True):
+                n = len(tok(step, add_special_tokens=False)["input_ids"])
+                if n == len(step):  # one token per character (the char tokenizer)
+                    dpos += range(sep - n, sep)
+                    dlab += chars
+        data.append((ids, pos, lab, dpos, dlab))
+    return data
+
+
+def _loss(model, batch, label_ids, pad, weight=None, dense=0.0):
     longest = max(len(b[0]) for b in batch)
     ids = torch.full((len(batch), longest), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for b, (seq, _, _) in enumerate(batch):
+    for b, (seq, *_) in enumerate(batch):
         ids[b, : len(seq)] = torch.tensor(seq)
         mask[b, : len(seq)] = 1
     logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
@@ -156,7 +181,14 @@ def _loss(model, batch, label_ids, pad, weight=None):
     cols = torch.tensor([p for e in batch for p in e[1]])
     target = torch.tensor([0 if good else 1 for e in batch for good in e[2]])
     two = logits[rows, cols][:, label_ids]  # [n_steps, 2]: (good, bad)
-    return torch.nn.functional.cross_entropy(two, target, weight=weight)
+    loss = torch.nn.functional.cross_entropy(two, target, weight=weight)
+    if dense > 0 and any(e[3] for e in batch):
+        rows = torch.tensor([b for b, e in enumerate(batch) for _ in e[3]])
+        cols = torch.tensor([p for e in batch for p in e[3]])
+        target = torch.tensor([0 if good else 1 for e in batch for good in e[4]])
+        two = logits[rows, cols][:, label_ids]
+        loss = loss + dense * torch.nn.functional.cross_entropy(two, target)
+    return loss
 
 
 def _prm_metrics(prm: HFProcessRewardModel, rows) -> dict:
@@ -209,7 +241,7 @@ def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=pri
     log(f"{len(rows)} train / {len(test_rows)} test solutions in {time.time() - t0:.0f}s")
     model, _ = load_model(resolve_model(spec.parent))  # fresh copy to train
     label_ids = [tok.convert_tokens_to_ids(tok.tokenize(t))[0] for t in (spec.good, spec.bad)]
-    data = _encode(tok, rows, spec)
+    data = _encode(tok, rows, spec, task)
     # Class-balanced loss: good and bad steps weigh the same in total.
     n_good = sum(sum(lab) for _, _, lab in rows)
     n_bad = sum(len(lab) for _, _, lab in rows) - n_good
@@ -224,7 +256,8 @@ def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=pri
         cosine = 0.5 * (1 + math.cos(math.pi * step / spec.steps))
         for g in opt.param_groups:
             g["lr"] = spec.lr * warm * (0.05 + 0.95 * cosine)
-        loss = _loss(model, rng.sample(data, spec.batch), label_ids, tok.pad_token_id, weight)
+        batch = rng.sample(data, spec.batch)
+        loss = _loss(model, batch, label_ids, tok.pad_token_id, weight, spec.dense)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
