@@ -129,3 +129,10 @@ def test_parse_dtype() -> None:
     assert parse_dtype(torch.float16) is torch.float16
     with pytest.raises(ConfigError, match="unknown dtype 'int8'"):
         parse_dtype("int8")
+
+
+def test_corrupt_weights_file_is_one_clear_error(model_dir: Path) -> None:
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated download
+    with pytest.raises(ModelLoadError, match=r"cannot load the model.*corrupt"):
+        load_model(model_dir)

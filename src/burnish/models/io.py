@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -119,8 +120,10 @@ def load_model(
             use_safetensors=not allow_pickle,
             attn_implementation=attn_implementation,
         )
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelLoadError(f"{path}: cannot load the model ({e})") from None
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise ModelLoadError(
+            f"{path}: cannot load the model ({e}); is a weights file truncated or corrupt?"
+        ) from None
     model.to(device)
     model.eval()
     return model, load_tokenizer(path, trust_remote_code=trust_remote_code)
