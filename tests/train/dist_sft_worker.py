@@ -10,6 +10,7 @@ import argparse
 import torch
 
 from burnish.train import SFTConfig, run_sft
+from burnish.train.distributed import shutdown_distributed
 from burnish.train.osft import OSFT, OSFTConfig
 
 if __name__ == "__main__":
@@ -41,3 +42,4 @@ if __name__ == "__main__":
     )
     method = OSFT(cfg) if a.osft else None
     run_sft(cfg, progress=False, stop_after_steps=a.stop, resume=a.resume, method=method)
+    shutdown_distributed()

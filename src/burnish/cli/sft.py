@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -31,6 +32,7 @@ def _train(
     resume: bool,
 ) -> None:
     from burnish.train.config import load_config, parse_overrides
+    from burnish.train.distributed import shutdown_distributed
     from burnish.train.osft import OSFT
     from burnish.train.sft import run_sft
 
@@ -39,6 +41,9 @@ def _train(
     cfg = load_config(cls, config, overrides)
     method = OSFT(cfg) if isinstance(cfg, OSFTConfig) else None
     result = run_sft(cfg, resume=resume, method=method)
+    shutdown_distributed()  # under torchrun: leave the process group before exiting
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # one report, from the main rank
     console.print(
         f"final model: {result.final_model}  (steps {result.steps}, loss {result.final_loss:.4f})"
     )

@@ -24,6 +24,7 @@ __all__ = [
     "resolve_device",
     "shard_by_tokens",
     "shard_model",
+    "shutdown_distributed",
 ]
 
 
@@ -64,6 +65,17 @@ def init_distributed(device: torch.device | None = None) -> DistInfo:
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return info
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group cleanly (a barrier, then destroy); no-op when not initialised.
+
+    Exiting with gloo's threads still alive can abort the process ("terminate called without
+    an active exception"), so entry points launched by torchrun call this before exiting.
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def all_reduce_sum(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
