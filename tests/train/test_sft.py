@@ -172,3 +172,37 @@ def test_resume_refuses_other_config_or_missing_state(tmp_path: Path, model_dir:
     other = cfg.model_copy(update={"lr": 1e-2})
     with pytest.raises(BurnishError, match="different configuration"):
         run_sft(other, resume=True, progress=False)
+
+
+def test_killed_run_resumes_from_the_periodic_state(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kill a run at step 7 (no epoch end, no clean stop): it resumes from the state saved
+    every 2 steps (step 6) and ends with the same weights and metrics as an uninterrupted run."""
+    import importlib
+
+    sft_mod = importlib.import_module("burnish.train.sft")  # the module, not burnish.train.sft()
+
+    data = _write_task(tmp_path / "train.jsonl", "reversal", 80)
+    straight = run_sft(_cfg(tmp_path, model_dir, data, "straight"), progress=False)
+    cfg = _cfg(tmp_path, model_dir, data, "killed").model_copy(update={"save_state_every_steps": 2})
+    real_append = sft_mod.append_jsonl
+
+    def dying_append(path, row):
+        if row["step"] == 7:
+            raise KeyboardInterrupt  # the process dies mid-epoch, before anything is saved
+        real_append(path, row)
+
+    monkeypatch.setattr(sft_mod, "append_jsonl", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(cfg, progress=False)
+    monkeypatch.setattr(sft_mod, "append_jsonl", real_append)
+    state = json.loads((tmp_path / "killed" / "state" / "trainer_state.json").read_text())
+    assert state["trainer"]["step"] == 6
+    resumed = run_sft(cfg, resume=True, progress=False)
+    a = load_file(str(straight.final_model / "model.safetensors"))
+    b = load_file(str(resumed.final_model / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [r["step"] for r in read_jsonl(tmp_path / "killed" / "metrics.jsonl")]
+    assert steps == list(range(1, 11))

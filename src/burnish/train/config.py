@@ -60,6 +60,12 @@ class SFTConfig(BaseModel):
     )
     save_epoch_end: bool = Field(True, description="Write an HF checkpoint after each epoch.")
     save_state: bool = Field(True, description="Write a full resumable state with each checkpoint.")
+    save_state_every_steps: int | None = Field(
+        200,
+        gt=0,
+        description="Also write the resumable state every N optimizer steps, so a killed run "
+        "loses at most N steps (large models: each state holds weights and optimizer).",
+    )
     early_signal_steps: int = Field(
         10,
         gt=0,

@@ -107,7 +107,15 @@ def rank_minibatches(
 
 
 def _config_hash(cfg: SFTConfig) -> str:
-    keep = cfg.model_dump(exclude={"save_every_samples", "save_epoch_end", "save_state", "device"})
+    keep = cfg.model_dump(
+        exclude={
+            "save_every_samples",
+            "save_epoch_end",
+            "save_state",
+            "save_state_every_steps",
+            "device",
+        }
+    )
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -314,7 +322,9 @@ def run_sft(
         if epoch_end and cfg.save_epoch_end:
             _save_checkpoint(model, tokenizer, out / "checkpoints" / f"epoch_{epoch + 1}", info)
         interrupted = stop_after_steps is not None and state.step >= stop_after_steps
-        if cfg.save_state and (epoch_end or interrupted or due):
+        every = cfg.save_state_every_steps
+        periodic = every is not None and state.step % every == 0
+        if cfg.save_state and (epoch_end or interrupted or due or periodic):
             _save_full_state(out, state, model, optimizer, scheduler, info)
             saved_at = state.step
         if interrupted:
