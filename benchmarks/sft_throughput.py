@@ -69,7 +69,7 @@ def run_burnish(data: TokenizedDataset, batches: list[list[int]], args, packed: 
                 batch, data, info, args.max_seq_len, args.max_tokens, 0, torch.float32
             )
         else:
-            total = sum(int((data.labels[i] != -100).sum()) for i in batch)
+            total = sum(data.loss_tokens()[i] for i in batch)
             mbs = [
                 collate_padded(batch[i : i + args.micro], data.input_ids, data.labels, 0)
                 for i in range(0, len(batch), args.micro)

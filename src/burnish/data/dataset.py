@@ -50,12 +50,23 @@ class TokenizedDataset:
     input_ids: list[torch.Tensor]
     labels: list[torch.Tensor]
     report: DataReport = field(default_factory=DataReport)
+    _lengths: list[int] | None = field(default=None, init=False, repr=False, compare=False)
+    _loss_tokens: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def lengths(self) -> list[int]:
-        return [len(x) for x in self.input_ids]
+        """Tokens per sample (computed once; a prepared dataset is not mutated)."""
+        if self._lengths is None:
+            self._lengths = [len(x) for x in self.input_ids]
+        return self._lengths
+
+    def loss_tokens(self) -> list[int]:
+        """Labelled tokens per sample (computed once)."""
+        if self._loss_tokens is None:
+            self._loss_tokens = [int((y != IGNORE_INDEX).sum()) for y in self.labels]
+        return self._loss_tokens
 
     def save(self, path: str | Path) -> None:
         """Store as one safetensors file: flat ids and labels, sample offsets, report metadata."""

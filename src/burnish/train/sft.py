@@ -21,7 +21,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from burnish.data.dataset import TokenizedDataset, prepare_dataset, write_report
 from burnish.data.packing import PackedBatch, collate_packed, plan_minibatches
-from burnish.data.tokenize import IGNORE_INDEX
 from burnish.io import append_jsonl, atomic_write_text, read_jsonl
 from burnish.models.io import load_model, parse_dtype, save_model
 from burnish.models.zoo import resolve_model
@@ -87,7 +86,8 @@ def rank_minibatches(
 ) -> tuple[list[PackedBatch], int]:
     """This rank's packed minibatches of an effective batch, and the batch's total loss tokens."""
     lengths = data.lengths()
-    total = sum(int((data.labels[i] != IGNORE_INDEX).sum()) for i in batch)
+    counts = data.loss_tokens()
+    total = sum(counts[i] for i in batch)
     mine = shard_by_tokens(batch, lengths, info.world_size)[info.rank]
     if not mine:
         return [], total
