@@ -1,7 +1,7 @@
 """Inference-time scaling benchmark: accuracy vs budget for every search algorithm, and the
 token cost of KV forking against re-encoding every prefix each step.
 
-    python benchmarks/scaling.py [--n 50] [--budgets 1,2,4,8,16,32] [--algos all]
+    python benchmarks/scaling.py [--n 300] [--budgets 1,2,4,8,16,32] [--algos all]
 
 Policy `arith-policy`, PRM `arith-prm` (both zoo), held-out arith_chain test problems, seed 0.
 Writes benchmarks/results/scaling.json, scaling.png and prints Markdown tables. The efficiency
@@ -79,7 +79,7 @@ def plot(cells, path):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=50)
+    ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--budgets", default="1,2,4,8,16,32")
     ap.add_argument("--algos", default="all")
     ap.add_argument("--eff-budget", type=int, default=16)

@@ -10,11 +10,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from burnish.errors import ModelLoadError
+from burnish.errors import ConfigError, ModelLoadError
 from burnish.eval import evaluate
 from burnish.models import load_model
 from burnish.models.tokenizer import build_char_tokenizer
 from burnish.models.zoo import ZOO_DIR, list_zoo, resolve_model, zoo_card
+from burnish.train.zoo import build_zoo
 
 EXPECTED = ("base", "ft-addition", "ft-sorting", "ft-reversal", "arith-policy", "qwen2-mix")
 ZOO = list_zoo()
@@ -141,3 +142,12 @@ def test_resolve_model_path_wins_and_errors_list_zoo(
         assert name in str(info.value)
     with pytest.raises(ModelLoadError, match=r"no card\.json"):
         zoo_card("base")  # the local ./base directory has no card
+
+
+def test_zoo_build_names_and_order_errors(tmp_path) -> None:
+    """Unknown names list every buildable model (arith-prm included); arith-prm needs its
+    policy built first in the output folder."""
+    with pytest.raises(ConfigError, match="arith-prm"):
+        build_zoo(["no-such-model"], tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="needs 'arith-policy' built first"):
+        build_zoo(["arith-prm"], tmp_path, progress=False)

@@ -26,3 +26,38 @@ def test_corrupted_solutions_are_wrong_from_the_corruption_on() -> None:
             # the chain stays consistent: the answer restates the last step's result
             if len(steps) > 1 and first_bad < len(steps) - 1:
                 assert steps[-1].split(": ")[1] == steps[-2].split("=")[1]
+
+
+def test_grown_model_starts_as_the_policy(tiny_llama) -> None:
+    """Extra layers start as the identity and an untied head as a copy: same logits."""
+    import torch
+
+    from burnish.scaling.build_prm import grow_model
+
+    grown = grow_model(tiny_llama, 2, untie=True)
+    assert grown.config.num_hidden_layers == tiny_llama.config.num_hidden_layers + 2
+    assert grown.lm_head.weight.data_ptr() != grown.model.embed_tokens.weight.data_ptr()
+    ids = torch.randint(3, tiny_llama.config.vocab_size, (2, 11))
+    with torch.no_grad():
+        torch.testing.assert_close(grown(ids).logits, tiny_llama(ids).logits)
+
+
+def test_likelihood_prm_fit_runs_on_the_zoo_policy() -> None:
+    """A few steps of the likelihood fit: finite loss, positive beta, labels are used."""
+    import math
+    from dataclasses import replace
+
+    from burnish.models.io import load_model
+    from burnish.models.zoo import resolve_model
+    from burnish.scaling.build_prm import PRMSpec, _contrastive, train_likelihood_prm
+
+    task = get_task("arith_chain")
+    prompts = [e.prompt for e in task.generate(6, "train", seed=0)]
+    rows = _contrastive(task, prompts, 2, seed=0)
+    spec = replace(PRMSpec(), trunk_steps=0, steps=3, batch=4, warmup=1)
+    _, tok = load_model(resolve_model(spec.parent))
+    logs: list[str] = []
+    model, beta, bias, loss = train_likelihood_prm(spec, rows, tok, log=logs.append)
+    assert math.isfinite(loss) and beta > 0 and math.isfinite(bias)
+    assert not model.training
+    assert any("good" in m and "bad" in m for m in logs)

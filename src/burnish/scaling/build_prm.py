@@ -1,36 +1,61 @@
 """Train ``arith-prm``: a process reward model from step-checker labels.
 
-Recipe (one readable loop): for every train prompt take (a) the gold solution, (b) contrastive
-copies of it with one step's result nudged by a small amount (+-1, +-2, +-10, two digits
-swapped) and the rest of the chain carried forward from the wrong value (or only the final
-``Answer:`` value changed), and (c) ``samples`` solutions sampled from the policy at
-temperature 1. Every step is labelled by the task's exact step checker (a step is good iff it
-and every step before it are correct). Starting from the policy's weights, train the
-two-class head (logits of the label tokens "+"/"-" at each newline separator, exactly what
-:class:`~burnish.scaling.reward.HFProcessRewardModel` reads) with class-balanced
-cross-entropy, warmup + cosine learning rate; evaluate on the test split (policy samples and
-correct-vs-corrupted pairs); save a plain HF directory with card.json and README.md.
+Data: for every train prompt (a) the gold solution, (b) contrastive copies of it with one
+step's result nudged by a small amount (+-1, +-2, +-10, two digits swapped) and the rest of
+the chain carried forward from the wrong value (or only the final ``Answer:`` value changed),
+and (c) ``samples_per_task`` solutions sampled from the policy at temperature 1. Every step is
+labelled by the task's exact step checker (a step is good iff it and every step before it are
+correct).
+
+Two kinds of PRM, each trained in one readable loop (class-balanced loss, warmup + cosine):
+
+- ``likelihood`` (the shipped ``arith-prm``): the policy is first fine-tuned on gold solutions
+  into a better calculator (the "trunk"); then the trunk, a scale ``beta`` and a ``bias`` are
+  fitted with binary cross-entropy so that sigmoid(beta * the answer's log-likelihood so far
+  + bias) predicts each step label (read by
+  :class:`~burnish.scaling.reward.LikelihoodProcessRewardModel`).
+- ``two_class``: the Qwen2.5-Math-PRM layout: the logits of label tokens "+"/"-" at each
+  newline separator (:class:`~burnish.scaling.reward.HFProcessRewardModel`), optionally on a
+  deeper, untied copy of the policy. On this zoo it learns little: the best of nine
+  configurations tried ranked right above wrong policy solutions barely better than chance
+  (see the README's scaling section), while the likelihood PRM separates them almost
+  perfectly.
+
+The build evaluates on the test split (policy samples and correct-vs-corrupted pairs) and
+saves a plain HF directory with card.json and README.md.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import platform
 import random
 import re
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from transformers import PreTrainedModel
 
+from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
 from burnish.eval.generate import generate_chat
+from burnish.io import write_jsonl
 from burnish.models.io import load_model, save_model
 from burnish.models.zoo import ZOO_DIR, resolve_model
-from burnish.scaling.reward import HFProcessRewardModel, prm_input_ids
-from burnish.tasks import get_task
+from burnish.scaling.reward import (
+    HFProcessRewardModel,
+    LikelihoodProcessRewardModel,
+    answer_logprob_sums,
+    prm_input_ids,
+)
+from burnish.tasks import get_task, mixture
+from burnish.train.config import SFTConfig
+from burnish.train.sft import run_sft
 
 __all__ = ["PRMSpec", "build_arith_prm", "label_solutions"]
 
@@ -41,10 +66,11 @@ class PRMSpec:
 
     name: str = "arith-prm"
     description: str = (
-        "Process reward model for arith_chain: `arith-policy` fine-tuned as a two-class PRM "
-        "(logits of '+'/'-' at each newline step separator) on step-checker labels of gold "
-        "solutions, minimally corrupted copies of them (one result off by a little, the rest "
-        "carried forward) and the policy's own sampled solutions."
+        "Process reward model for arith_chain, likelihood kind: `arith-policy` fine-tuned on "
+        "gold solutions into a better calculator, then fitted on step-checker labels of the "
+        "policy's own sampled solutions, gold solutions and minimally corrupted copies of "
+        "them, so that sigmoid(beta * answer log-likelihood so far + bias) is the probability "
+        "that every step so far is right."
     )
     tasks: tuple[str, ...] = ("arith_chain",)
     parent: str = "arith-policy"
@@ -52,17 +78,27 @@ class PRMSpec:
     samples_per_task: int = 2  # sampled solutions per train prompt
     corruptions: int = 3  # corrupted copies of the gold solution per train prompt
     temperature: float = 1.0
-    steps: int = 2500
+    steps: int = 300
     batch: int = 64
-    lr: float = 1e-3
+    lr: float = 1e-4
     warmup: int = 30
     dense: float = 0.0  # weight of the per-character auxiliary labels (0: separators only)
     seed: int = 0
     hidden_size: int = 128
     num_layers: int = 4
+    extra_layers: int = 0  # fresh decoder layers stacked on the policy's (start as identity)
+    untie: bool = False  # own lm_head, so training the '+'/'-' head leaves the operators alone
+    freeze_policy: bool = False  # train only the extra layers, final norm and lm_head
     separator: str = "\n"
     good: str = "+"
     bad: str = "-"
+    # kind "likelihood": score = sigmoid(beta * answer log-likelihood so far + bias)
+    kind: str = "likelihood"
+    trunk_steps: int = 1000  # SFT steps on gold solutions before the PRM fit (likelihood kind)
+    trunk_samples: int = 60_000
+    trunk_lr: float = 1e-3
+    head_lr: float = 0.05  # beta and bias (likelihood kind)
+    init_bias: float = 0.0
 
 
 def label_solutions(task_name: str, prompt: str, completion: str) -> tuple[list[str], list[bool]]:
@@ -169,6 +205,38 @@ def _encode(tok, rows, spec, task=None):
     return data
 
 
+def grow_model(model: PreTrainedModel, extra_layers: int, untie: bool) -> PreTrainedModel:
+    """The policy with ``extra_layers`` fresh decoder layers on top, optionally with its own
+    (untied) ``lm_head``; a plain HF model of the same class.
+
+    The new layers' output projections (attention ``o_proj``, MLP ``down_proj``) start at zero,
+    so each new layer is the identity on the residual stream and the grown model computes
+    exactly the policy's logits before training. A deeper PRM has room to compare a digit the
+    policy predicted (known only after the policy's last layer) with the digit written.
+    """
+    if extra_layers == 0 and not untie:
+        return model
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers += extra_layers
+    if getattr(config, "layer_types", None) is not None:
+        config.layer_types = list(config.layer_types) + [config.layer_types[-1]] * extra_layers
+    if untie:
+        config.tie_word_embeddings = False
+    torch.manual_seed(0)
+    grown = type(model)(config)
+    state = {k: v for k, v in model.state_dict().items()}
+    if untie:
+        state["lm_head.weight"] = model.get_output_embeddings().weight.detach().clone()
+    _, unexpected = grown.load_state_dict(state, strict=False)
+    if unexpected:
+        raise RuntimeError(f"unexpected weights when growing the PRM: {unexpected}")
+    layers = grown.model.layers
+    for layer in list(layers)[len(layers) - extra_layers :]:
+        torch.nn.init.zeros_(layer.self_attn.o_proj.weight)
+        torch.nn.init.zeros_(layer.mlp.down_proj.weight)
+    return grown
+
+
 def _loss(model, batch, label_ids, pad, weight=None, dense=0.0):
     longest = max(len(b[0]) for b in batch)
     ids = torch.full((len(batch), longest), pad, dtype=torch.long)
@@ -194,14 +262,19 @@ def _loss(model, batch, label_ids, pad, weight=None, dense=0.0):
 def _prm_metrics(prm: HFProcessRewardModel, rows) -> dict:
     """Step-level accuracy at threshold 0.5 and final-step accuracy on held-out samples."""
     right = total = final_right = 0
+    finals: dict[bool, list[float]] = {True: [], False: []}
     for p, steps, labels in rows:
         scores = prm.score_texts(p, [steps])[0]
         right += sum((s > 0.5) == lab for s, lab in zip(scores, labels, strict=True))
         total += len(labels)
         final_right += (scores[-1] > 0.5) == labels[-1]
+        finals[labels[-1]].append(scores[-1])
+    pairs = [(a > b) + 0.5 * (a == b) for a in finals[True] for b in finals[False]]
     return {
         "step_accuracy": round(right / total, 4),
         "final_accuracy": round(final_right / len(rows), 4),
+        # P(a right solution's final score > a wrong one's): ranking quality for best-of-N
+        "final_auc": round(sum(pairs) / len(pairs), 4) if pairs else None,
         "solutions": len(rows),
         "steps": total,
     }
@@ -227,19 +300,22 @@ def pair_metrics(prm: HFProcessRewardModel, task, prompts, seed: int = 0) -> dic
     return {"pairs": len(prompts), **{k: round(v / len(prompts), 4) for k, v in wins.items()}}
 
 
-def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=print) -> dict:
-    """Sample, label, train, evaluate and save the PRM; returns its card."""
-    t0 = time.time()
+def train_prm(spec: PRMSpec, rows, tok, task, log=print, t0: float | None = None):
+    """The PRM trained on labelled ``rows`` (prompt, steps, labels); returns (model, final loss).
+
+    Starts from the parent policy, grown by ``spec.extra_layers`` and untied if asked (see
+    :func:`grow_model`)."""
+    t0 = time.time() if t0 is None else t0
     torch.manual_seed(spec.seed)
-    policy, tok = load_model(resolve_model(spec.parent))
-    task = get_task(spec.tasks[0])
-    prompts = [e.prompt for e in task.generate(spec.prompts, "train", seed=spec.seed)]
-    rows = _sample(policy, tok, task, prompts, spec.samples_per_task, spec.temperature, 1)
-    rows += _contrastive(task, prompts, spec.corruptions, spec.seed)
-    test_prompts = [e.prompt for e in task.generate(200, "test", seed=7)]
-    test_rows = _sample(policy, tok, task, test_prompts, 4, spec.temperature, 10_000)
-    log(f"{len(rows)} train / {len(test_rows)} test solutions in {time.time() - t0:.0f}s")
-    model, _ = load_model(resolve_model(spec.parent))  # fresh copy to train
+    parent, _ = load_model(resolve_model(spec.parent))
+    model = grow_model(parent, spec.extra_layers, spec.untie)
+    if spec.freeze_policy:
+        for name, param in model.named_parameters():
+            keep = name.startswith(("lm_head", "model.norm")) or any(
+                name.startswith(f"model.layers.{i}.")
+                for i in range(model.config.num_hidden_layers - spec.extra_layers, 10_000)
+            )
+            param.requires_grad_(keep)
     label_ids = [tok.convert_tokens_to_ids(tok.tokenize(t))[0] for t in (spec.good, spec.bad)]
     data = _encode(tok, rows, spec, task)
     # Class-balanced loss: good and bad steps weigh the same in total.
@@ -247,7 +323,9 @@ def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=pri
     n_bad = sum(len(lab) for _, _, lab in rows) - n_good
     weight = torch.tensor([0.5 / n_good, 0.5 / n_bad]) * (n_good + n_bad)
     log(f"{n_good} good / {n_bad} bad train steps")
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=spec.lr, weight_decay=0.0
+    )
     rng = random.Random(spec.seed)
     model.train()
     loss = torch.tensor(0.0)
@@ -265,7 +343,140 @@ def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=pri
         if step % 50 == 0 or step == spec.steps - 1:
             log(f"step {step} loss {loss.item():.4f} ({time.time() - t0:.0f}s)")
     model.eval()
-    prm = HFProcessRewardModel(model, tok, spec.separator, spec.good, spec.bad)
+    return model, float(loss.item())
+
+
+def train_trunk(spec: PRMSpec, tok, log=print) -> PreTrainedModel:
+    """The likelihood PRM's language model: the parent fine-tuned on gold solutions.
+
+    A verifier must calculate better than the policy it checks; ``trunk_steps`` more steps of
+    SFT on fresh gold ``arith_chain`` solutions (seed 1, disjoint from the parent's data
+    order) make one. Returns the model; ``trunk_steps == 0`` returns the parent.
+    """
+    model, _ = load_model(resolve_model(spec.parent))
+    if spec.trunk_steps == 0:
+        return model
+    with tempfile.TemporaryDirectory(prefix="prm-trunk-") as tmp:
+        data = Path(tmp) / "train.jsonl"
+        examples = mixture(list(spec.tasks), spec.trunk_samples, "train", spec.seed + 1)
+        write_jsonl(data, (e.to_messages() for e in examples))
+        cfg = SFTConfig(
+            model=spec.parent,
+            data=str(data),
+            output_dir=str(Path(tmp) / "run"),
+            max_seq_len=128,
+            effective_batch_size=128,
+            lr=spec.trunk_lr,
+            max_steps=spec.trunk_steps,
+            seed=spec.seed,
+            save_epoch_end=False,
+            save_state=False,
+            device="cpu",
+            cache_dir=str(Path(tmp) / "cache"),
+        )
+        result = run_sft(cfg, progress=False, model=model, tokenizer=tok)
+    log(f"trunk: {spec.trunk_steps} SFT steps on gold solutions, loss {result.final_loss:.4f}")
+    return model
+
+
+def _likelihood_batch(tok, batch):
+    """Right-padded ids [B, T], mask, answer starts [B], separator rows/cols, labels."""
+    longest = max(len(e[0]) for e in batch)
+    ids = torch.full((len(batch), longest), tok.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, (seq, *_) in enumerate(batch):
+        ids[b, : len(seq)] = torch.tensor(seq)
+        mask[b, : len(seq)] = 1
+    starts = torch.tensor([e[2] for e in batch])
+    rows = torch.tensor([b for b, e in enumerate(batch) for _ in e[1]])
+    cols = torch.tensor([p for e in batch for p in e[1]])
+    target = torch.tensor([float(good) for e in batch for good in e[3]])
+    return ids, mask, starts, rows, cols, target
+
+
+def train_likelihood_prm(spec: PRMSpec, rows, tok, log=print, t0: float | None = None):
+    """Fit the likelihood PRM on labelled ``rows``; returns (model, beta, bias, final loss).
+
+    Score after step i = sigmoid(beta * L_i + bias), L_i the answer's summed token
+    log-probability through step i (:func:`~burnish.scaling.reward.answer_logprob_sums`).
+    The trunk (:func:`train_trunk`), ``log beta`` and ``bias`` are trained together with
+    class-balanced binary cross-entropy against the step-checker labels; the trunk's
+    learning rate is small (``lr``) so it stays a calculator, the two scalars' is ``head_lr``.
+    """
+    t0 = time.time() if t0 is None else t0
+    torch.manual_seed(spec.seed)
+    model = train_trunk(spec, tok, log)
+    header: dict[str, int] = {}
+    data = []
+    for p, steps, labels in rows:
+        if p not in header:
+            header[p] = len(prm_input_ids(tok, p, [], "")[0])
+        ids, pos = prm_input_ids(tok, p, steps, spec.separator)
+        data.append((ids, pos, header[p], labels))
+    n_good = sum(sum(lab) for *_, lab in data)
+    n_bad = sum(len(lab) for *_, lab in data) - n_good
+    log(f"{n_good} good / {n_bad} bad train steps")
+    log_beta = torch.nn.Parameter(torch.tensor(0.0))
+    bias = torch.nn.Parameter(torch.tensor(spec.init_bias))
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(model.parameters()), "lr": spec.lr},
+            {"params": [log_beta, bias], "lr": spec.head_lr},
+        ],
+        weight_decay=0.0,
+    )
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    rng = random.Random(spec.seed)
+    model.train()
+    loss = torch.tensor(0.0)
+    for step in range(spec.steps):
+        warm = min(1.0, (step + 1) / spec.warmup)
+        cosine = 0.5 * (1 + math.cos(math.pi * step / spec.steps))
+        for g, lr in zip(opt.param_groups, base_lrs, strict=True):
+            g["lr"] = lr * warm * (0.05 + 0.95 * cosine)
+        ids, mask, starts, r, c, target = _likelihood_batch(tok, rng.sample(data, spec.batch))
+        logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
+        z = log_beta.exp() * answer_logprob_sums(logits, ids, starts)[r, c] + bias  # [steps]
+        weight = torch.where(target > 0.5, 0.5 / n_good, 0.5 / n_bad) * (n_good + n_bad)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, target, weight=weight)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step % 50 == 0 or step == spec.steps - 1:
+            log(
+                f"step {step} loss {loss.item():.4f} beta {log_beta.exp().item():.3f} "
+                f"bias {bias.item():.2f} ({time.time() - t0:.0f}s)"
+            )
+    model.eval()
+    return model, log_beta.exp().item(), bias.item(), float(loss.item())
+
+
+def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=print) -> dict:
+    """Sample, label, train, evaluate and save the PRM; returns its card."""
+    t0 = time.time()
+    torch.manual_seed(spec.seed)
+    policy, tok = load_model(resolve_model(spec.parent))
+    task = get_task(spec.tasks[0])
+    prompts = [e.prompt for e in task.generate(spec.prompts, "train", seed=spec.seed)]
+    rows = _sample(policy, tok, task, prompts, spec.samples_per_task, spec.temperature, 1)
+    rows += _contrastive(task, prompts, spec.corruptions, spec.seed)
+    test_prompts = [e.prompt for e in task.generate(200, "test", seed=7)]
+    test_rows = _sample(policy, tok, task, test_prompts, 4, spec.temperature, 10_000)
+    log(f"{len(rows)} train / {len(test_rows)} test solutions in {time.time() - t0:.0f}s")
+    if spec.kind == "likelihood":
+        model, beta, bias, loss = train_likelihood_prm(spec, rows, tok, log, t0)
+        prm: HFProcessRewardModel = LikelihoodProcessRewardModel(
+            model, tok, spec.separator, beta=beta, bias=bias
+        )
+        prm_opts = {"kind": "likelihood", "separator": spec.separator, "beta": beta, "bias": bias}
+    elif spec.kind == "two_class":
+        model, loss = train_prm(spec, rows, tok, task, log, t0)
+        prm = HFProcessRewardModel(model, tok, spec.separator, spec.good, spec.bad)
+        prm_opts = {"kind": "two_class", "separator": spec.separator}
+        prm_opts |= {"good": spec.good, "bad": spec.bad}
+    else:
+        raise ConfigError(f"unknown PRM kind {spec.kind!r}; use 'likelihood' or 'two_class'")
     acc = evaluate(model, tok, list(spec.tasks), 64, batch_size=64, seed=0)
     card = {
         "name": spec.name,
@@ -273,15 +484,15 @@ def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=pri
         "architecture": model.config.architectures[0],
         "parameters": sum(p.numel() for p in model.parameters()),
         "spec": asdict(spec),
-        "final_loss": float(loss.item()),
+        "final_loss": loss,
         "build_seconds": round(time.time() - t0, 1),
         "build_machine": f"{platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
         "check_sample": {"n": 64, "split": "test", "seed": 0, "decoding": "greedy"},
-        # Greedy accuracy of the PRM read as a generator (it is a causal LM; it was not
-        # trained to generate, so this only documents what greedy decoding of it does).
+        # Greedy accuracy of the PRM read as a generator (a likelihood PRM is a calculator,
+        # so this is meaningful for it; for a two-class PRM it only documents what happens).
         "accuracy": {t: r.accuracy for t, r in acc.items()},
-        "prm": {"separator": spec.separator, "good": spec.good, "bad": spec.bad},
+        "prm": prm_opts,
         "prm_eval": {
             "split": "test",
             "samples_per_prompt": 4,
@@ -297,6 +508,32 @@ def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=pri
         extra_files={"card.json": json.dumps(card, indent=2) + "\n", "README.md": _readme(card)},
     )
     return card
+
+
+def _training_lines(card: dict) -> list[str]:
+    s, prm = card["spec"], card["prm"]
+    schedule = (
+        f"{s['steps']} steps x {s['batch']} solutions, lr {s['lr']} ({s['warmup']}-step "
+        f"warmup, cosine decay)"
+    )
+    if prm["kind"] == "likelihood":
+        return [
+            f"- trunk: {s['parent']} + {s['trunk_steps']} SFT steps (batch 128, lr "
+            f"{s['trunk_lr']}) on {s['trunk_samples']} fresh gold solutions",
+            f"- fit: {schedule}; trunk, beta and bias trained with class-balanced binary "
+            f"cross-entropy of sigmoid(beta * L + bias) against the step labels, L = sum of "
+            f"the answer's token log-probabilities through the step's newline; final loss "
+            f"{card['final_loss']:.4f}, beta {prm['beta']:.4f}, bias {prm['bias']:.4f}",
+            "- usage: `burnish.scaling.load_prm('arith-prm')` (card.json key `prm`); score "
+            "after a step = sigmoid(beta * L + bias)",
+        ]
+    return [
+        f"- training: {schedule}, class-balanced two-class cross-entropy on the "
+        f"'{s['good']}'/'{s['bad']}' logits at each newline; final loss "
+        f"{card['final_loss']:.4f}",
+        "- usage: `burnish.scaling.load_prm('arith-prm')`; score of a step = "
+        "softmax('+', '-' logits)[0] at the newline after it",
+    ]
 
 
 def _readme(card: dict) -> str:
@@ -315,18 +552,14 @@ def _readme(card: dict) -> str:
             "swapped, the rest carried forward; or only the Answer value off) and "
             f"{s['samples_per_task']} policy samples (temperature {s['temperature']}); steps "
             "labelled by `check_steps` (good iff this step and all before it are correct)",
-            f"- training: {s['steps']} steps x {s['batch']} solutions, lr {s['lr']} "
-            f"({s['warmup']}-step warmup, cosine decay), class-balanced two-class "
-            f"cross-entropy on the '{s['good']}'/'{s['bad']}' logits at each newline; final "
-            f"loss {card['final_loss']:.4f}",
+            *_training_lines(card),
             f"- build time: {card['build_seconds']} s on {card['build_machine']}",
-            "- usage: `burnish.scaling.load_prm('arith-prm')`; score of a step = "
-            "softmax('+', '-' logits)[0] at the newline after it",
             "",
             f"## Held-out quality ({e['solutions']} policy solutions, {e['steps']} steps)",
             "",
             f"- step accuracy (score > 0.5 vs checker label): {e['step_accuracy']:.3f}",
             f"- final-step accuracy (is the whole solution right): {e['final_accuracy']:.3f}",
+            f"- final-score AUC (a right solution scores above a wrong one): {e['final_auc']:.3f}",
             f"- gold solution scores above the same solution with `Answer:` one too high: "
             f"{pairs['answer_off_by_one']:.3f} of {pairs['pairs']} test problems",
             f"- gold solution scores above a copy with one step result nudged (rest carried "

@@ -3,7 +3,10 @@
 - :class:`HFProcessRewardModel`: a causal LM read as a two-class process reward model in the
   style of Qwen2.5-Math-PRM: after each step the PRM input holds a step-separator token; the
   score of a step is softmax over the logits of two reserved label tokens (good, bad) at that
-  separator's position, probability of "good". The zoo's ``arith-prm`` is one.
+  separator's position, probability of "good".
+- :class:`LikelihoodProcessRewardModel`: a causal LM read as a likelihood verifier: score =
+  sigmoid(beta * the answer's log-likelihood so far + bias), fitted on step labels. The zoo's
+  ``arith-prm`` is one (the two-class kind learned little on the zoo; see build_prm).
 - :class:`OutcomeRewardModel`: any PRM asked only about the whole answer (one score).
 - :class:`LogProbReward`: reward-free option, the policy's own mean token probability per
   step (recorded by the engine while sampling; costs no model call).
@@ -31,10 +34,12 @@ from burnish.scaling.particles import Particle, Usage
 __all__ = [
     "AGGREGATIONS",
     "HFProcessRewardModel",
+    "LikelihoodProcessRewardModel",
     "LogProbReward",
     "OutcomeRewardModel",
     "RewardModel",
     "aggregate",
+    "answer_logprob_sums",
     "check_tokenizer_compatible",
     "load_prm",
     "prm_input_ids",
@@ -176,6 +181,7 @@ class HFProcessRewardModel:
         self.max_batch_tokens = max_batch_tokens
         self._cache: OrderedDict[tuple, list[float]] = OrderedDict()
         self._cache_size = cache_size
+        self._header: dict[str, int] = {}  # prompt -> tokens before the answer
         self._batcher = MicroBatcher(self._serve)
 
     async def score(
@@ -211,8 +217,8 @@ class HFProcessRewardModel:
                 else:
                     todo.setdefault(key, []).append((r, j))
         keys = list(todo)
-        encoded = [prm_input_ids(self.tokenizer, k[0], k[1], self.separator) for k in keys]
-        for key, (ids, _) in zip(keys, encoded, strict=True):
+        encoded = [self._encode(k[0], k[1]) for k in keys]
+        for key, (ids, *_) in zip(keys, encoded, strict=True):
             usage = requests[todo[key][0][0]][3]
             if usage is not None:
                 usage.prm += len(ids)
@@ -223,9 +229,17 @@ class HFProcessRewardModel:
                 out[r][j] = s
         return out  # type: ignore[return-value]
 
+    def _encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
+        """(ids, separator positions, index of the first answer token)."""
+        if prompt not in self._header:
+            self._header[prompt] = len(prm_input_ids(self.tokenizer, prompt, [], "")[0])
+        ids, positions = prm_input_ids(self.tokenizer, prompt, steps, self.separator)
+        return ids, positions, self._header[prompt]
+
     @torch.no_grad()
-    def _forward(self, encoded: list[tuple[list[int], list[int]]]) -> list[list[float]]:
-        """Scores at separator positions for each (ids, positions), in length-sorted batches."""
+    def _forward(self, encoded: list[tuple[list[int], list[int], int]]) -> list[list[float]]:
+        """Scores at separator positions for each (ids, positions, start), in length-sorted
+        batches."""
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         results: list[list[float]] = [[] for _ in encoded]
         device = next(self.model.parameters()).device
@@ -246,17 +260,71 @@ class HFProcessRewardModel:
                 seq = encoded[i][0]
                 ids[b, : len(seq)] = torch.tensor(seq)
                 mask[b, : len(seq)] = 1
-            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            two = logits[..., self.label_ids].float().softmax(-1)[..., 0].cpu()  # [B, T]
+            starts = torch.tensor([encoded[i][2] for i in rows], device=device)
+            ids, mask = ids.to(device), mask.to(device)
+            logits = self.model(input_ids=ids, attention_mask=mask).logits
+            scores = self._read(logits.float(), ids, starts).cpu()  # [B, T]
             for b, i in enumerate(rows):
-                results[i] = two[b, encoded[i][1]].tolist()
+                results[i] = scores[b, encoded[i][1]].tolist()
             start = end
         return results
+
+    def _read(self, logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """Score at every position [B, T] from the logits [B, T, V]: P(good) of the head."""
+        return logits[..., self.label_ids].softmax(-1)[..., 0]
 
     def _remember(self, key: tuple, scores: list[float]) -> None:
         self._cache[key] = scores
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+def answer_logprob_sums(
+    logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor
+) -> torch.Tensor:
+    """Running sum of answer-token log-probabilities [B, T].
+
+    ``logits`` [B, T, V] of ``ids`` [B, T]; ``starts`` [B] index of each row's first answer
+    token. Entry (b, t) = sum over start_b <= u <= t of log p(ids[b, u] | ids[b, :u]); zero
+    before the answer starts.
+    """
+    logp = logits[:, :-1].float().log_softmax(-1)  # [B, T-1, V] predicts ids[:, 1:]
+    token = logp.gather(-1, ids[:, 1:, None])[..., 0]  # [B, T-1]
+    token = torch.cat([token.new_zeros(len(ids), 1), token], 1)  # [B, T]
+    pos = torch.arange(ids.shape[1], device=ids.device)
+    token = token * (pos[None, :] >= starts[:, None].clamp(min=1))
+    return token.cumsum(1)
+
+
+class LikelihoodProcessRewardModel(HFProcessRewardModel):
+    """A causal LM read as a likelihood verifier (a generative PRM).
+
+    Score of a partial answer after step i = ``sigmoid(beta * L_i + bias)``, L_i the sum of
+    log p(token | everything before it) over the answer's tokens up to and including the
+    separator after step i. A step that a good calculator would not write costs many nats
+    at once, so the score falls at the step where an answer goes wrong and, the sum only
+    decreasing, stays low after it. ``beta`` and ``bias`` are fitted with the model on
+    step-checker labels (:mod:`burnish.scaling.build_prm`) and stored in the PRM's
+    ``card.json``. Input layout, batching and caching are :class:`HFProcessRewardModel`'s.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        separator: str = "\n",
+        beta: float = 1.0,
+        bias: float = 0.0,
+        max_batch_tokens: int = 16384,
+        cache_size: int = 100_000,
+    ) -> None:
+        super().__init__(
+            model, tokenizer, separator, max_batch_tokens=max_batch_tokens, cache_size=cache_size
+        )
+        self.beta, self.bias = float(beta), float(bias)
+
+    def _read(self, logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.beta * answer_logprob_sums(logits, ids, starts) + self.bias)
 
 
 class OutcomeRewardModel:
@@ -301,8 +369,11 @@ class LogProbReward:
 def load_prm(
     name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"
 ) -> HFProcessRewardModel:
-    """Load a PRM directory or zoo name; separator and label tokens come from its card.json
-    ("prm" key: separator, good, bad), defaulting to newline, "+" and "-"."""
+    """Load a PRM directory or zoo name, configured by the "prm" key of its card.json.
+
+    ``{"kind": "two_class", "separator", "good", "bad"}`` (the default; newline, "+", "-")
+    gives a :class:`HFProcessRewardModel`; ``{"kind": "likelihood", "separator", "beta",
+    "bias"}`` a :class:`LikelihoodProcessRewardModel`."""
     from burnish.models.io import load_model
     from burnish.models.zoo import resolve_model
 
@@ -312,6 +383,19 @@ def load_prm(
     card = Path(path) / "card.json"
     if card.is_file():
         opts = json.loads(card.read_text()).get("prm", {})
+    kind = opts.get("kind", "two_class")
+    if kind == "likelihood":
+        return LikelihoodProcessRewardModel(
+            model,
+            tok,
+            separator=opts.get("separator", "\n"),
+            beta=opts.get("beta", 1.0),
+            bias=opts.get("bias", 0.0),
+        )
+    if kind != "two_class":
+        raise ConfigError(
+            f"{card}: unknown PRM kind {kind!r}; expected 'two_class' or 'likelihood'"
+        )
     return HFProcessRewardModel(
         model,
         tok,

@@ -11,7 +11,7 @@ import json
 import platform
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -55,6 +55,8 @@ class ZooSpec:
     best_of: int = 0  # also record pass@best_of with sampling (temperature 1)
     extra: dict = field(default_factory=dict)
 
+
+PRM_NAME = "arith-prm"
 
 ZOO_SPECS: dict[str, ZooSpec] = {
     s.name: s
@@ -244,10 +246,24 @@ def render_card(card: dict) -> str:
 def build_zoo(
     names: list[str] | None = None, out_root: Path = ZOO_DIR, progress: bool = True
 ) -> list[dict]:
-    """Build the named zoo models (default: all), parents first."""
-    names = names or list(ZOO_SPECS)
-    unknown = [n for n in names if n not in ZOO_SPECS]
+    """Build the named zoo models (default: all), parents first; ``arith-prm`` (built by
+    :mod:`burnish.scaling.build_prm` from ``arith-policy``) comes last."""
+    known = [*ZOO_SPECS, PRM_NAME]
+    names = names or known
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"unknown zoo model(s) {unknown}; choose from {list(ZOO_SPECS)}")
+        raise ConfigError(f"unknown zoo model(s) {unknown}; choose from {known}")
     order = [n for n in ZOO_SPECS if n in names]  # ZOO_SPECS lists parents first
-    return [build_zoo_model(ZOO_SPECS[n], out_root, progress) for n in order]
+    cards = [build_zoo_model(ZOO_SPECS[n], out_root, progress) for n in order]
+    if PRM_NAME in names:
+        from burnish.scaling.build_prm import PRMSpec, build_arith_prm
+
+        spec = PRMSpec()
+        parent = Path(out_root) / spec.parent
+        if not (parent / "config.json").is_file():
+            raise ConfigError(f"zoo model {PRM_NAME!r} needs {spec.parent!r} built first")
+        if Path(out_root).resolve() != ZOO_DIR.resolve():
+            spec = replace(spec, parent=str(parent))
+        log = print if progress else (lambda message: None)
+        cards.append(build_arith_prm(spec, Path(out_root), log=log))
+    return cards
