@@ -1,9 +1,10 @@
 """Inference-time scaling benchmark: accuracy vs budget for every search algorithm, and the
 token cost of KV forking against re-encoding every prefix each step.
 
-    python benchmarks/scaling.py [--n 300] [--budgets 1,2,4,8,16,32] [--algos all]
+    python benchmarks/scaling.py [--n 300] [--budgets 1,2,4,8,16,32] [--algos all] [--seeds 0,1,2]
 
-Policy `arith-policy`, PRM `arith-prm` (both zoo), held-out arith_chain test problems, seed 0.
+Policy `arith-policy`, PRM `arith-prm` (both zoo), held-out arith_chain test problems (seed 0);
+every (algorithm, budget) cell is the mean accuracy over the search seeds.
 Writes benchmarks/results/scaling.json, scaling.png and prints Markdown tables. The efficiency
 part runs particle filtering at N = --eff-budget twice on the same problems: with KV forking
 (each step encodes only new tokens) and with fork=False (every particle's whole prefix
@@ -30,30 +31,60 @@ from burnish.tasks import get_task
 RESULTS = Path(__file__).parent / "results"
 
 
-def run_cell(policy, tok, prm, task, prompts, algo, budget, fork=True):
-    """Accuracy and mean tokens of one (algorithm, budget) on the prompts.
+TOKENS = ("encoded", "reencode", "prm", "generated", "padded")
 
-    A fresh PRM per cell: its score cache must not carry over between cells (that would
+
+def run_once(policy, tok, task, prompts, algo, budget, seed, fork=True):
+    """Accuracy, wall time and mean tokens per problem of one search run.
+
+    A fresh PRM per run: its score cache must not carry over between runs (that would
     hide PRM tokens and time)."""
-    prm = load_prm("arith-prm")
     opts = SearchOptions(
-        engine=HFEngine(policy, tok, fork=fork), reward=prm, extract=task.extract_answer
+        engine=HFEngine(policy, tok, fork=fork),
+        reward=load_prm("arith-prm"),
+        extract=task.extract_answer,
     )
     t0 = time.perf_counter()
-    rows = asyncio.run(search_problems(prompts, algo, budget, opts, seed=0, concurrency=64))
+    rows = asyncio.run(search_problems(prompts, algo, budget, opts, seed=seed, concurrency=64))
     wall = time.perf_counter() - t0
     n = len(prompts)
     acc = sum(task.score(p, rows[i]["text"]) for i, p in enumerate(prompts)) / n
-    mean = {
-        k: sum(r["tokens"][k] for r in rows.values()) / n
-        for k in ("encoded", "reencode", "prm", "generated", "padded")
-    }
+    return acc, wall, {k: sum(r["tokens"][k] for r in rows.values()) / n for k in TOKENS}
+
+
+def run_cell(policy, tok, task, prompts, algo, budget, seeds, fork=True):
+    """One (algorithm, budget): accuracy and tokens averaged over the search seeds."""
+    runs = [run_once(policy, tok, task, prompts, algo, budget, s, fork) for s in seeds]
     return {
         "algorithm": algo,
         "budget": budget,
-        "accuracy": round(acc, 4),
-        "wall_s": round(wall, 2),
-        **{f"{k}_per_problem": round(v, 1) for k, v in mean.items()},
+        "accuracy": round(sum(r[0] for r in runs) / len(runs), 4),
+        "accuracy_per_seed": [round(r[0], 4) for r in runs],
+        "wall_s": round(sum(r[1] for r in runs) / len(runs), 2),
+        **{f"{k}_per_problem": round(sum(r[2][k] for r in runs) / len(runs), 1) for k in TOKENS},
+    }
+
+
+def targets(cells) -> dict:
+    """The paper's two claims, checked on the measured cells (None where a cell is missing)."""
+    acc = {(c["algorithm"], c["budget"]): c["accuracy"] for c in cells}
+    pf = {b: a for (algo, b), a in acc.items() if algo == "particle_filtering"}
+    above = {
+        b: pf[b] > acc[("best_of_n", b)] and pf[b] > acc[("weighted_best_of_n", b)]
+        for b in sorted(pf)
+        if b >= 4 and ("best_of_n", b) in acc and ("weighted_best_of_n", b) in acc
+    }
+    best32 = [acc.get(("dvts", 32)), acc.get(("best_of_n", 32))]
+    pf8_vs_32 = None
+    if 8 in pf and all(a is not None for a in best32):
+        pf8_vs_32 = pf[8] >= min(best32)  # "at least as accurate as DVTS or BoN at 32"
+    return {
+        "pf_above_bon_and_wbon_at_budget": above,
+        "pf_above_bon_and_wbon_at_every_budget_ge_4": all(above.values()) if above else None,
+        "pf_at_8": pf.get(8),
+        "dvts_at_32": best32[0],
+        "best_of_n_at_32": best32[1],
+        "pf_at_8_matches_dvts_or_bon_at_32": pf8_vs_32,
     }
 
 
@@ -66,6 +97,9 @@ def plot(cells, path):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for algo in dict.fromkeys(c["algorithm"] for c in cells):
         pts = sorted((c["budget"], c["accuracy"]) for c in cells if c["algorithm"] == algo)
+        if algo == "greedy":  # one decode, whatever the budget
+            ax.axhline(pts[0][1], color="black", linestyle="--", linewidth=1, label=algo)
+            continue
         ax.plot(*zip(*pts, strict=True), marker="o", label=algo)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("budget (particles x sweeps x chains)")
@@ -82,24 +116,24 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--budgets", default="1,2,4,8,16,32")
     ap.add_argument("--algos", default="all")
+    ap.add_argument("--seeds", default="0,1,2", help="search seeds to average over")
     ap.add_argument("--eff-budget", type=int, default=16)
     ap.add_argument("--out", default=str(RESULTS / "scaling"))
     args = ap.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     algos = list(ALGORITHMS) if args.algos == "all" else args.algos.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
     policy, tok = load_model(resolve_model("arith-policy"))
-    prm = load_prm("arith-prm")
     task = get_task("arith_chain")
     prompts = [e.prompt for e in task.generate(args.n, "test", seed=0)]
     cells = []
     for algo in algos:
         for b in [1] if algo == "greedy" else budgets:
-            cells.append(run_cell(policy, tok, prm, task, prompts, algo, b))
+            cells.append(run_cell(policy, tok, task, prompts, algo, b, seeds))
             print(json.dumps(cells[-1]), flush=True)
-    fork = run_cell(policy, tok, prm, task, prompts, "particle_filtering", args.eff_budget)
-    nofork = run_cell(
-        policy, tok, prm, task, prompts, "particle_filtering", args.eff_budget, fork=False
-    )
+    pf = "particle_filtering"
+    fork = run_cell(policy, tok, task, prompts, pf, args.eff_budget, seeds[:1])
+    nofork = run_cell(policy, tok, task, prompts, pf, args.eff_budget, seeds[:1], fork=False)
     eff = {
         "budget": args.eff_budget,
         "fork": fork,
@@ -115,7 +149,9 @@ def main() -> None:
     payload = {
         "n": args.n,
         "budgets": budgets,
+        "seeds": seeds,
         "cells": cells,
+        "targets": targets(cells),
         "efficiency": eff,
         "policy": "arith-policy",
         "prm": "arith-prm",
@@ -123,7 +159,10 @@ def main() -> None:
     }
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     plot(cells, out.with_suffix(".png"))
-    print(f"\n## accuracy vs budget ({args.n} arith_chain test problems)\n")
+    print(
+        f"\n## accuracy vs budget ({args.n} arith_chain test problems, mean of "
+        f"{len(seeds)} search seeds)\n"
+    )
     print("| algorithm | " + " | ".join(f"N={b}" for b in budgets) + " |")
     print("|---|" + "---|" * len(budgets))
     for algo in algos:
@@ -146,6 +185,8 @@ def main() -> None:
         f"(counted in the forking run itself: {eff['counted_ratio_same_run']}x); "
         f"wall-time ratio {eff['wall_ratio']}x"
     )
+    print("\n## the paper's targets, checked\n")
+    print(json.dumps(payload["targets"], indent=2))
 
 
 if __name__ == "__main__":
