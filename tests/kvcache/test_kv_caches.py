@@ -45,7 +45,7 @@ def _greedy(model, ids, cache=None, n=12, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # transformers renames it to `cache`
         return model.generate(
-            ids, max_new_tokens=n, do_sample=False, past_key_values=cache, pad_token_id=0, **kw
+            ids, max_new_tokens=n, do_sample=False, cache=cache, pad_token_id=0, **kw
         )
 
 

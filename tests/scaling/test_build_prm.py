@@ -61,3 +61,31 @@ def test_likelihood_prm_fit_runs_on_the_zoo_policy() -> None:
     assert math.isfinite(loss) and beta > 0 and math.isfinite(bias)
     assert not model.training
     assert any("good" in m and "bad" in m for m in logs)
+
+
+def test_two_class_prm_fit_runs_on_the_zoo_policy() -> None:
+    """A few steps of the two-class fit on a grown, untied, frozen-trunk copy: only the new
+    layers, the final norm and the head move."""
+    import math
+    from dataclasses import replace
+
+    import torch
+
+    from burnish.models.io import load_model
+    from burnish.models.zoo import resolve_model
+    from burnish.scaling.build_prm import PRMSpec, _contrastive, train_prm
+
+    task = get_task("arith_chain")
+    rows = _contrastive(task, [e.prompt for e in task.generate(6, "train", seed=0)], 2, seed=0)
+    spec = replace(
+        PRMSpec(), kind="two_class", extra_layers=1, untie=True, freeze_policy=True, steps=2
+    )
+    spec = replace(spec, batch=4, warmup=1, lr=1e-2)
+    parent, tok = load_model(resolve_model(spec.parent))
+    model, loss = train_prm(spec, rows, tok, task, log=lambda message: None)
+    assert math.isfinite(loss) and model.config.num_hidden_layers == 5
+    before = dict(parent.named_parameters())
+    for name, param in model.named_parameters():
+        moved = name not in before or not torch.equal(param, before[name])
+        trainable = name.startswith(("lm_head", "model.norm", "model.layers.4."))
+        assert moved == trainable or (trainable and name not in before), name

@@ -23,7 +23,7 @@ def generate_chat(
     """Answer each user prompt; returns ``num_samples`` completions per prompt.
 
     ``temperature == 0`` is greedy (then ``num_samples`` must be 1). Extra keyword arguments
-    go to ``model.generate`` (e.g. ``past_key_values`` for a custom cache).
+    go to ``model.generate`` (e.g. ``cache`` for a custom KV cache).
     """
     if temperature == 0 and num_samples != 1:
         raise ValueError("greedy decoding gives one completion per prompt; set temperature > 0")

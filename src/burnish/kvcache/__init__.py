@@ -1,6 +1,6 @@
 """Quantized KV caches for ``model.generate``: KIVI and SQuat as transformers Cache classes.
 
-``model.generate(..., past_key_values=SQuatCache(model, bits=2))`` (or :class:`KIVICache`).
+``model.generate(..., cache=SQuatCache(model, bits=2))`` (or :class:`KIVICache`).
 The maths are pure tensor functions (:mod:`burnish.kvcache.quant`, :mod:`burnish.kvcache.squat`);
 the caches are thin ``Cache``/``CacheLayerMixin`` subclasses; queries and the padding mask
 reach them through a registered attention function (:mod:`burnish.kvcache.attention`).

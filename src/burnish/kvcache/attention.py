@@ -101,7 +101,7 @@ def disable_kv_attention(model: PreTrainedModel, previous: str = "sdpa") -> None
 
 @contextmanager
 def kv_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
-    """``with kv_attention(model): model.generate(..., past_key_values=SQuatCache(...))``."""
+    """``with kv_attention(model): model.generate(..., cache=SQuatCache(...))``."""
     previous = enable_kv_attention(model)
     try:
         yield model

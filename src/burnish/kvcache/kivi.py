@@ -332,7 +332,7 @@ class QuantizedKVCache(Cache):
 
 
 class KIVICache(QuantizedKVCache):
-    """KIVI KV cache: ``model.generate(..., past_key_values=KIVICache(model, bits=2))``.
+    """KIVI KV cache: ``model.generate(..., cache=KIVICache(model, bits=2))``.
 
     Args:
         model: if given, switched to the ``burnish_kv`` attention (sdpa + prefill hand-off) so

@@ -213,7 +213,7 @@ class SQuatLayer(KIVILayer):
 
 
 class SQuatCache(QuantizedKVCache):
-    """SQuat KV cache: ``model.generate(..., past_key_values=SQuatCache(model, bits=2))``.
+    """SQuat KV cache: ``model.generate(..., cache=SQuatCache(model, bits=2))``.
 
     Args:
         model: switched to the ``burnish_kv`` attention (sdpa + prefill hand-off of queries);
