@@ -2,9 +2,11 @@
 token cost of KV forking against re-encoding every prefix each step.
 
     python benchmarks/scaling.py [--n 300] [--budgets 1,2,4,8,16,32] [--algos all] [--seeds 0,1,2]
+                                 [--prm arith-prm|logprob] [--out benchmarks/results/scaling]
 
-Policy `arith-policy`, PRM `arith-prm` (both zoo), held-out arith_chain test problems (seed 0);
-every (algorithm, budget) cell is the mean accuracy over the search seeds.
+Policy `arith-policy`, PRM `arith-prm` (both zoo; `--prm logprob` weighs particles by the
+policy's own token probabilities instead, a much weaker reward), held-out arith_chain test
+problems (seed 0); every (algorithm, budget) cell is the mean accuracy over the search seeds.
 Writes benchmarks/results/scaling.json, scaling.png and prints Markdown tables. The efficiency
 part runs particle filtering at N = --eff-budget twice on the same problems: with KV forking
 (each step encodes only new tokens) and with fork=False (every particle's whole prefix
@@ -24,7 +26,7 @@ from burnish.models.io import load_model
 from burnish.models.zoo import resolve_model
 from burnish.scaling.algorithms import ALGORITHMS, SearchOptions
 from burnish.scaling.hf_engine import HFEngine
-from burnish.scaling.reward import load_prm
+from burnish.scaling.reward import LogProbReward, load_prm
 from burnish.scaling.run import search_problems
 from burnish.tasks import get_task
 
@@ -34,14 +36,14 @@ RESULTS = Path(__file__).parent / "results"
 TOKENS = ("encoded", "reencode", "prm", "generated", "padded")
 
 
-def run_once(policy, tok, task, prompts, algo, budget, seed, fork=True):
+def run_once(policy, tok, task, prompts, algo, budget, seed, prm, fork=True):
     """Accuracy, wall time and mean tokens per problem of one search run.
 
     A fresh PRM per run: its score cache must not carry over between runs (that would
     hide PRM tokens and time)."""
     opts = SearchOptions(
         engine=HFEngine(policy, tok, fork=fork),
-        reward=load_prm("arith-prm"),
+        reward=LogProbReward() if prm == "logprob" else load_prm(prm),
         extract=task.extract_answer,
     )
     t0 = time.perf_counter()
@@ -52,9 +54,9 @@ def run_once(policy, tok, task, prompts, algo, budget, seed, fork=True):
     return acc, wall, {k: sum(r["tokens"][k] for r in rows.values()) / n for k in TOKENS}
 
 
-def run_cell(policy, tok, task, prompts, algo, budget, seeds, fork=True):
+def run_cell(policy, tok, task, prompts, algo, budget, seeds, prm, fork=True):
     """One (algorithm, budget): accuracy and tokens averaged over the search seeds."""
-    runs = [run_once(policy, tok, task, prompts, algo, budget, s, fork) for s in seeds]
+    runs = [run_once(policy, tok, task, prompts, algo, budget, s, prm, fork) for s in seeds]
     return {
         "algorithm": algo,
         "budget": budget,
@@ -88,7 +90,7 @@ def targets(cells) -> dict:
     }
 
 
-def plot(cells, path):
+def plot(cells, path, prm="arith-prm"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,7 +106,7 @@ def plot(cells, path):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("budget (particles x sweeps x chains)")
     ax.set_ylabel("accuracy (arith_chain test)")
-    ax.set_title("arith-policy + arith-prm: accuracy vs budget")
+    ax.set_title(f"arith-policy + {prm}: accuracy vs budget")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -117,6 +119,7 @@ def main() -> None:
     ap.add_argument("--budgets", default="1,2,4,8,16,32")
     ap.add_argument("--algos", default="all")
     ap.add_argument("--seeds", default="0,1,2", help="search seeds to average over")
+    ap.add_argument("--prm", default="arith-prm", help="PRM (zoo name or dir) or 'logprob'")
     ap.add_argument("--eff-budget", type=int, default=16)
     ap.add_argument("--out", default=str(RESULTS / "scaling"))
     args = ap.parse_args()
@@ -129,11 +132,12 @@ def main() -> None:
     cells = []
     for algo in algos:
         for b in [1] if algo == "greedy" else budgets:
-            cells.append(run_cell(policy, tok, task, prompts, algo, b, seeds))
+            cells.append(run_cell(policy, tok, task, prompts, algo, b, seeds, args.prm))
             print(json.dumps(cells[-1]), flush=True)
     pf = "particle_filtering"
-    fork = run_cell(policy, tok, task, prompts, pf, args.eff_budget, seeds[:1])
-    nofork = run_cell(policy, tok, task, prompts, pf, args.eff_budget, seeds[:1], fork=False)
+    one = (seeds[:1], args.prm)
+    fork = run_cell(policy, tok, task, prompts, pf, args.eff_budget, *one)
+    nofork = run_cell(policy, tok, task, prompts, pf, args.eff_budget, *one, fork=False)
     eff = {
         "budget": args.eff_budget,
         "fork": fork,
@@ -154,11 +158,11 @@ def main() -> None:
         "targets": targets(cells),
         "efficiency": eff,
         "policy": "arith-policy",
-        "prm": "arith-prm",
+        "prm": args.prm,
         "task": "arith_chain test seed 0",
     }
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(cells, out.with_suffix(".png"))
+    plot(cells, out.with_suffix(".png"), args.prm)
     print(
         f"\n## accuracy vs budget ({args.n} arith_chain test problems, mean of "
         f"{len(seeds)} search seeds)\n"

@@ -41,12 +41,34 @@ def zoo_qwen2():
 
 
 def _greedy(model, ids, cache=None, n=12, **kw):
-    """Greedy generate; passes the cache as ``past_key_values`` (the documented name)."""
+    """Greedy generate with ``cache`` (transformers 5.24's name for a custom KV cache)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # transformers renames it to `cache`
+        warnings.simplefilter("ignore", FutureWarning)
         return model.generate(
             ids, max_new_tokens=n, do_sample=False, cache=cache, pad_token_id=0, **kw
         )
+
+
+@pytest.mark.parametrize("cache_cls", CACHES)
+def test_mistral_sliding_window_is_honoured(tiny_model, cache_cls) -> None:
+    """Decoding past Mistral's sliding window: the quantized cache keeps every token, but the
+    model's sliding-window mask still limits attention to the window, so the logits follow
+    the windowed model (up to 4-bit error), not an unwindowed one."""
+    model = tiny_model("mistral", num_heads=4, num_kv_heads=2)
+    ids = torch.randint(3, 100, (1, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        unwindowed = model(ids).logits[:, 12:]
+        model.config.sliding_window = 6
+        windowed = model(ids).logits[:, 12:]
+        with kv_attention(model):
+            cache = cache_cls(model, bits=4, group_size=4, residual_length=4)
+            steps = [model(ids[:, :12], cache=cache, use_cache=True).logits[:, -1:]]
+            for t in range(12, 39):
+                steps.append(model(ids[:, t : t + 1], cache=cache, use_cache=True).logits)
+    decoded = torch.cat(steps[1:], 1)  # logits at positions 12..38, one token at a time
+    assert (windowed - unwindowed).abs().max() > 0.1  # the window matters here
+    assert (decoded - windowed[:, :27]).abs().max() < 0.05
+    assert (decoded - unwindowed[:, :27]).abs().max() > 0.1
 
 
 @pytest.mark.parametrize("cache_cls", CACHES)

@@ -4,6 +4,10 @@
 The maths are pure tensor functions (:mod:`burnish.kvcache.quant`, :mod:`burnish.kvcache.squat`);
 the caches are thin ``Cache``/``CacheLayerMixin`` subclasses; queries and the padding mask
 reach them through a registered attention function (:mod:`burnish.kvcache.attention`).
+
+Sliding-window models (Mistral): the caches keep every token (no eviction, so memory grows
+with the whole sequence), and the model's sliding-window mask still limits attention to the
+window, so outputs follow the windowed model (tested).
 """
 
 from burnish.kvcache.attention import (
