@@ -80,6 +80,7 @@ def test_two_class_prm_fit_runs_on_the_zoo_policy() -> None:
     spec = replace(
         PRMSpec(), kind="two_class", extra_layers=1, untie=True, freeze_policy=True, steps=2
     )
+    spec = replace(spec, trunk_steps=0)
     spec = replace(spec, batch=4, warmup=1, lr=1e-2)
     parent, tok = load_model(resolve_model(spec.parent))
     model, loss = train_prm(spec, rows, tok, task, log=lambda message: None)

@@ -35,7 +35,7 @@ import random
 import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -303,12 +303,12 @@ def pair_metrics(prm: HFProcessRewardModel, task, prompts, seed: int = 0) -> dic
 def train_prm(spec: PRMSpec, rows, tok, task, log=print, t0: float | None = None):
     """The PRM trained on labelled ``rows`` (prompt, steps, labels); returns (model, final loss).
 
-    Starts from the parent policy, grown by ``spec.extra_layers`` and untied if asked (see
+    Starts from the parent policy (after ``spec.trunk_steps`` of SFT on gold solutions, see
+    :func:`train_trunk`), grown by ``spec.extra_layers`` and untied if asked (see
     :func:`grow_model`)."""
     t0 = time.time() if t0 is None else t0
     torch.manual_seed(spec.seed)
-    parent, _ = load_model(resolve_model(spec.parent))
-    model = grow_model(parent, spec.extra_layers, spec.untie)
+    model = grow_model(train_trunk(spec, tok, log), spec.extra_layers, spec.untie)
     if spec.freeze_policy:
         for name, param in model.named_parameters():
             keep = name.startswith(("lm_head", "model.norm")) or any(
@@ -575,8 +575,48 @@ def _readme(card: dict) -> str:
     )
 
 
-if __name__ == "__main__":
-    import sys
+TWO_CLASS_DESCRIPTION = (
+    "Process reward model for arith_chain, two-class kind (Qwen2.5-Math-PRM layout): logits "
+    "of '+'/'-' at each newline step separator, trained on step-checker labels of the "
+    "policy's own sampled solutions, gold solutions and minimally corrupted copies of them."
+)
 
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else ZOO_DIR
-    print(json.dumps(build_arith_prm(out_root=out), indent=2))
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m burnish.scaling.build_prm [OUT] [--kind two_class] [--steps N] ...``"""
+    import argparse
+
+    d = PRMSpec()
+    ap = argparse.ArgumentParser(
+        prog="python -m burnish.scaling.build_prm",
+        description="Build a PRM for arith-policy into OUT/NAME (default: the zoo, arith-prm).",
+    )
+    ap.add_argument("out", nargs="?", type=Path, default=ZOO_DIR, help="output root folder")
+    ap.add_argument("--name", default=d.name, help="model folder name")
+    ap.add_argument("--kind", choices=("likelihood", "two_class"), default=d.kind)
+    ap.add_argument("--steps", type=int, default=d.steps, help="PRM fit steps")
+    ap.add_argument("--lr", type=float, default=d.lr, help="PRM fit learning rate")
+    ap.add_argument("--trunk-steps", type=int, default=d.trunk_steps, help="SFT on gold first")
+    ap.add_argument("--extra-layers", type=int, default=d.extra_layers, help="two_class only")
+    ap.add_argument("--untie", action="store_true", help="two_class: own lm_head")
+    ap.add_argument("--freeze-policy", action="store_true", help="two_class: train new parts")
+    ap.add_argument("--dense", type=float, default=d.dense, help="two_class: per-char labels")
+    args = ap.parse_args(argv)
+    spec = replace(
+        d,
+        name=args.name,
+        kind=args.kind,
+        steps=args.steps,
+        lr=args.lr,
+        trunk_steps=args.trunk_steps,
+        extra_layers=args.extra_layers,
+        untie=args.untie,
+        freeze_policy=args.freeze_policy,
+        dense=args.dense,
+        description=TWO_CLASS_DESCRIPTION if args.kind == "two_class" else d.description,
+    )
+    print(json.dumps(build_arith_prm(spec, out_root=args.out), indent=2))
+
+
+if __name__ == "__main__":
+    main()
