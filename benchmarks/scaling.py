@@ -162,7 +162,7 @@ def main() -> None:
         "task": "arith_chain test seed 0",
     }
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    plot(cells, out.with_suffix(".png"), args.prm)
+    plot(cells, out.with_suffix(".png"), Path(args.prm).name)
     print(
         f"\n## accuracy vs budget ({args.n} arith_chain test problems, mean of "
         f"{len(seeds)} search seeds)\n"

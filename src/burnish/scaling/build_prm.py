@@ -516,23 +516,28 @@ def _training_lines(card: dict) -> list[str]:
         f"{s['steps']} steps x {s['batch']} solutions, lr {s['lr']} ({s['warmup']}-step "
         f"warmup, cosine decay)"
     )
+    trunk = []
+    if s["trunk_steps"]:
+        trunk = [
+            f"- trunk: {s['parent']} + {s['trunk_steps']} SFT steps (batch 128, lr "
+            f"{s['trunk_lr']}) on {s['trunk_samples']} fresh gold solutions"
+        ]
+    usage = f"- usage: `burnish.scaling.load_prm('{card['name']}')` (card.json key `prm`); "
     if prm["kind"] == "likelihood":
         return [
-            f"- trunk: {s['parent']} + {s['trunk_steps']} SFT steps (batch 128, lr "
-            f"{s['trunk_lr']}) on {s['trunk_samples']} fresh gold solutions",
+            *trunk,
             f"- fit: {schedule}; trunk, beta and bias trained with class-balanced binary "
             f"cross-entropy of sigmoid(beta * L + bias) against the step labels, L = sum of "
             f"the answer's token log-probabilities through the step's newline; final loss "
             f"{card['final_loss']:.4f}, beta {prm['beta']:.4f}, bias {prm['bias']:.4f}",
-            "- usage: `burnish.scaling.load_prm('arith-prm')` (card.json key `prm`); score "
-            "after a step = sigmoid(beta * L + bias)",
+            usage + "score after a step = sigmoid(beta * L + bias)",
         ]
     return [
+        *trunk,
         f"- training: {schedule}, class-balanced two-class cross-entropy on the "
         f"'{s['good']}'/'{s['bad']}' logits at each newline; final loss "
         f"{card['final_loss']:.4f}",
-        "- usage: `burnish.scaling.load_prm('arith-prm')`; score of a step = "
-        "softmax('+', '-' logits)[0] at the newline after it",
+        usage + "score of a step = softmax('+', '-' logits)[0] at the newline after it",
     ]
 
 
