@@ -263,7 +263,7 @@ class HFProcessRewardModel:
             starts = torch.tensor([encoded[i][2] for i in rows], device=device)
             ids, mask = ids.to(device), mask.to(device)
             logits = self.model(input_ids=ids, attention_mask=mask).logits
-            scores = self._read(logits.float(), ids, starts).cpu()  # [B, T]
+            scores = self._read(logits, ids, starts).float().cpu()  # [B, T]
             for b, i in enumerate(rows):
                 results[i] = scores[b, encoded[i][1]].tolist()
             start = end
@@ -271,7 +271,7 @@ class HFProcessRewardModel:
 
     def _read(self, logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         """Score at every position [B, T] from the logits [B, T, V]: P(good) of the head."""
-        return logits[..., self.label_ids].softmax(-1)[..., 0]
+        return logits[..., self.label_ids].float().softmax(-1)[..., 0]
 
     def _remember(self, key: tuple, scores: list[float]) -> None:
         self._cache[key] = scores
@@ -286,10 +286,12 @@ def answer_logprob_sums(
 
     ``logits`` [B, T, V] of ``ids`` [B, T]; ``starts`` [B] index of each row's first answer
     token. Entry (b, t) = sum over start_b <= u <= t of log p(ids[b, u] | ids[b, :u]); zero
-    before the answer starts.
+    before the answer starts. Works in float32; the normaliser costs one float32 [B, T, V]
+    temporary (bounded by the PRM's ``max_batch_tokens``).
     """
-    logp = logits[:, :-1].float().log_softmax(-1)  # [B, T-1, V] predicts ids[:, 1:]
-    token = logp.gather(-1, ids[:, 1:, None])[..., 0]  # [B, T-1]
+    head = logits[:, :-1]  # [B, T-1, V] predicts ids[:, 1:]
+    picked = head.gather(-1, ids[:, 1:, None])[..., 0].float()  # [B, T-1]
+    token = picked - torch.logsumexp(head.float(), -1)  # [B, T-1] log-probabilities
     token = torch.cat([token.new_zeros(len(ids), 1), token], 1)  # [B, T]
     pos = torch.arange(ids.shape[1], device=ids.device)
     token = token * (pos[None, :] >= starts[:, None].clamp(min=1))
