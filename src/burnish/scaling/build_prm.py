@@ -50,6 +50,7 @@ from burnish.models.zoo import ZOO_DIR, resolve_model
 from burnish.scaling.reward import (
     HFProcessRewardModel,
     LikelihoodProcessRewardModel,
+    SeparatorRewardModel,
     answer_logprob_sums,
     prm_input_ids,
 )
@@ -259,7 +260,7 @@ def _loss(model, batch, label_ids, pad, weight=None, dense=0.0):
     return loss
 
 
-def _prm_metrics(prm: HFProcessRewardModel, rows) -> dict:
+def _prm_metrics(prm: SeparatorRewardModel, rows) -> dict:
     """Step-level accuracy at threshold 0.5 and final-step accuracy on held-out samples."""
     right = total = final_right = 0
     finals: dict[bool, list[float]] = {True: [], False: []}
@@ -280,7 +281,7 @@ def _prm_metrics(prm: HFProcessRewardModel, rows) -> dict:
     }
 
 
-def pair_metrics(prm: HFProcessRewardModel, task, prompts, seed: int = 0) -> dict:
+def pair_metrics(prm: SeparatorRewardModel, task, prompts, seed: int = 0) -> dict:
     """How often the gold solution's final score beats a minimally wrong copy's.
 
     ``answer_off_by_one``: the same solution with ``Answer:`` one more than the gold value;
@@ -466,7 +467,7 @@ def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=pri
     log(f"{len(rows)} train / {len(test_rows)} test solutions in {time.time() - t0:.0f}s")
     if spec.kind == "likelihood":
         model, beta, bias, loss = train_likelihood_prm(spec, rows, tok, log, t0)
-        prm: HFProcessRewardModel = LikelihoodProcessRewardModel(
+        prm: SeparatorRewardModel = LikelihoodProcessRewardModel(
             model, tok, spec.separator, beta=beta, bias=bias
         )
         prm_opts = {"kind": "likelihood", "separator": spec.separator, "beta": beta, "bias": bias}

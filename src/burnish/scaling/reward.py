@@ -38,6 +38,7 @@ __all__ = [
     "LogProbReward",
     "OutcomeRewardModel",
     "RewardModel",
+    "SeparatorRewardModel",
     "aggregate",
     "answer_logprob_sums",
     "check_tokenizer_compatible",
@@ -150,13 +151,15 @@ def check_tokenizer_compatible(
         )
 
 
-class HFProcessRewardModel:
-    """A causal LM read as a two-class PRM at step-separator positions (Qwen2.5-Math-PRM style).
+class SeparatorRewardModel:
+    """A causal LM that scores each step at the separator after it; what the score is comes
+    from :meth:`_read` (see the two subclasses). Holds the input layout
+    (:func:`prm_input_ids`), length-sorted batching, micro-batching of concurrent requests and
+    a score cache.
 
     Args:
         model, tokenizer: the PRM (any HF causal LM).
         separator: text appended after each step; must be one token.
-        good, bad: the two label tokens whose logits at a separator form the two-class head.
         max_batch_tokens: padded tokens per forward pass.
         cache_size: scored (prompt, steps) kept, so clones of one particle are scored once.
     """
@@ -166,18 +169,12 @@ class HFProcessRewardModel:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         separator: str = "\n",
-        good: str = "+",
-        bad: str = "-",
         max_batch_tokens: int = 16384,
         cache_size: int = 100_000,
     ) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.separator = separator
         _single_token(tokenizer, separator, "separator")
-        self.label_ids = [
-            _single_token(tokenizer, good, "label"),
-            _single_token(tokenizer, bad, "label"),
-        ]
         self.max_batch_tokens = max_batch_tokens
         self._cache: OrderedDict[tuple, list[float]] = OrderedDict()
         self._cache_size = cache_size
@@ -270,13 +267,44 @@ class HFProcessRewardModel:
         return results
 
     def _read(self, logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
-        """Score at every position [B, T] from the logits [B, T, V]: P(good) of the head."""
-        return logits[..., self.label_ids].float().softmax(-1)[..., 0]
+        """Score in (0, 1) at every position [B, T] from the logits [B, T, V] of ``ids``
+        [B, T] whose answers start at ``starts`` [B]."""
+        raise NotImplementedError
 
     def _remember(self, key: tuple, scores: list[float]) -> None:
         self._cache[key] = scores
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+class HFProcessRewardModel(SeparatorRewardModel):
+    """A causal LM read as a two-class PRM at step-separator positions (Qwen2.5-Math-PRM style).
+
+    Args:
+        model, tokenizer, separator, max_batch_tokens, cache_size: see
+            :class:`SeparatorRewardModel`.
+        good, bad: the two label tokens whose logits at a separator form the two-class head.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        separator: str = "\n",
+        good: str = "+",
+        bad: str = "-",
+        max_batch_tokens: int = 16384,
+        cache_size: int = 100_000,
+    ) -> None:
+        super().__init__(model, tokenizer, separator, max_batch_tokens, cache_size)
+        self.label_ids = [
+            _single_token(tokenizer, good, "label"),
+            _single_token(tokenizer, bad, "label"),
+        ]
+
+    def _read(self, logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+        """P(good) of the two-class head at every position [B, T]."""
+        return logits[..., self.label_ids].float().softmax(-1)[..., 0]
 
 
 def answer_logprob_sums(
@@ -298,7 +326,7 @@ def answer_logprob_sums(
     return token.cumsum(1)
 
 
-class LikelihoodProcessRewardModel(HFProcessRewardModel):
+class LikelihoodProcessRewardModel(SeparatorRewardModel):
     """A causal LM read as a likelihood verifier (a generative PRM).
 
     Score of a partial answer after step i = ``sigmoid(beta * L_i + bias)``, L_i the sum of
@@ -307,7 +335,7 @@ class LikelihoodProcessRewardModel(HFProcessRewardModel):
     at once, so the score falls at the step where an answer goes wrong and, the sum only
     decreasing, stays low after it. ``beta`` and ``bias`` are fitted with the model on
     step-checker labels (:mod:`burnish.scaling.build_prm`) and stored in the PRM's
-    ``card.json``. Input layout, batching and caching are :class:`HFProcessRewardModel`'s.
+    ``card.json``.
     """
 
     def __init__(
@@ -320,9 +348,7 @@ class LikelihoodProcessRewardModel(HFProcessRewardModel):
         max_batch_tokens: int = 16384,
         cache_size: int = 100_000,
     ) -> None:
-        super().__init__(
-            model, tokenizer, separator, max_batch_tokens=max_batch_tokens, cache_size=cache_size
-        )
+        super().__init__(model, tokenizer, separator, max_batch_tokens, cache_size)
         self.beta, self.bias = float(beta), float(bias)
 
     def _read(self, logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
@@ -370,7 +396,7 @@ class LogProbReward:
 
 def load_prm(
     name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"
-) -> HFProcessRewardModel:
+) -> SeparatorRewardModel:
     """Load a PRM directory or zoo name, configured by the "prm" key of its card.json.
 
     ``{"kind": "two_class", "separator", "good", "bad"}`` (the default; newline, "+", "-")
