@@ -52,6 +52,7 @@ from burnish.scaling.reward import (
     LikelihoodProcessRewardModel,
     SeparatorRewardModel,
     answer_logprob_sums,
+    answer_start,
     prm_input_ids,
 )
 from burnish.tasks import get_task, mixture
@@ -223,9 +224,10 @@ def grow_model(model: PreTrainedModel, extra_layers: int, untie: bool) -> PreTra
         config.layer_types = list(config.layer_types) + [config.layer_types[-1]] * extra_layers
     if untie:
         config.tie_word_embeddings = False
-    torch.manual_seed(0)
-    grown = type(model)(config)
-    state = {k: v for k, v in model.state_dict().items()}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        grown = type(model)(config)
+    state = dict(model.state_dict())
     if untie:
         state["lm_head.weight"] = model.get_output_embeddings().weight.detach().clone()
     _, unexpected = grown.load_state_dict(state, strict=False)
@@ -238,13 +240,35 @@ def grow_model(model: PreTrainedModel, extra_layers: int, untie: bool) -> PreTra
     return grown
 
 
-def _loss(model, batch, label_ids, pad, weight=None, dense=0.0):
-    longest = max(len(b[0]) for b in batch)
-    ids = torch.full((len(batch), longest), pad, dtype=torch.long)
+def _pad(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids [B, T] and attention mask [B, T]."""
+    ids = torch.full((len(seqs), max(len(q) for q in seqs)), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for b, (seq, *_) in enumerate(batch):
+    for b, seq in enumerate(seqs):
         ids[b, : len(seq)] = torch.tensor(seq)
         mask[b, : len(seq)] = 1
+    return ids, mask
+
+
+def _lr_scale(step: int, spec: PRMSpec) -> float:
+    """Linear warmup over ``spec.warmup`` steps, then cosine decay to 5% over ``spec.steps``."""
+    warm = min(1.0, (step + 1) / spec.warmup)
+    return warm * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / spec.steps)))
+
+
+def _class_weights(labels: list[list[bool]], log=print) -> tuple[float, float]:
+    """(good, bad) loss weights that make both classes weigh the same in total."""
+    n_good = sum(sum(lab) for lab in labels)
+    n_bad = sum(len(lab) for lab in labels) - n_good
+    if n_good == 0 or n_bad == 0:
+        raise ValueError(f"PRM training needs good and bad steps, got {n_good} / {n_bad}")
+    log(f"{n_good} good / {n_bad} bad train steps")
+    total = n_good + n_bad
+    return 0.5 * total / n_good, 0.5 * total / n_bad
+
+
+def _loss(model, batch, label_ids, pad, weight=None, dense=0.0):
+    ids, mask = _pad([e[0] for e in batch], pad)
     logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
     rows = torch.tensor([b for b, e in enumerate(batch) for _ in e[1]])
     cols = torch.tensor([p for e in batch for p in e[1]])
@@ -319,11 +343,7 @@ def train_prm(spec: PRMSpec, rows, tok, task, log=print, t0: float | None = None
             param.requires_grad_(keep)
     label_ids = [tok.convert_tokens_to_ids(tok.tokenize(t))[0] for t in (spec.good, spec.bad)]
     data = _encode(tok, rows, spec, task)
-    # Class-balanced loss: good and bad steps weigh the same in total.
-    n_good = sum(sum(lab) for _, _, lab in rows)
-    n_bad = sum(len(lab) for _, _, lab in rows) - n_good
-    weight = torch.tensor([0.5 / n_good, 0.5 / n_bad]) * (n_good + n_bad)
-    log(f"{n_good} good / {n_bad} bad train steps")
+    weight = torch.tensor(_class_weights([lab for *_, lab in rows], log))  # class-balanced loss
     opt = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=spec.lr, weight_decay=0.0
     )
@@ -331,10 +351,8 @@ def train_prm(spec: PRMSpec, rows, tok, task, log=print, t0: float | None = None
     model.train()
     loss = torch.tensor(0.0)
     for step in range(spec.steps):
-        warm = min(1.0, (step + 1) / spec.warmup)
-        cosine = 0.5 * (1 + math.cos(math.pi * step / spec.steps))
         for g in opt.param_groups:
-            g["lr"] = spec.lr * warm * (0.05 + 0.95 * cosine)
+            g["lr"] = spec.lr * _lr_scale(step, spec)
         batch = rng.sample(data, spec.batch)
         loss = _loss(model, batch, label_ids, tok.pad_token_id, weight, spec.dense)
         opt.zero_grad()
@@ -348,7 +366,7 @@ def train_prm(spec: PRMSpec, rows, tok, task, log=print, t0: float | None = None
 
 
 def train_trunk(spec: PRMSpec, tok, log=print) -> PreTrainedModel:
-    """The likelihood PRM's language model: the parent fine-tuned on gold solutions.
+    """The PRM's starting language model: the parent fine-tuned on gold solutions.
 
     A verifier must calculate better than the policy it checks; ``trunk_steps`` more steps of
     SFT on fresh gold ``arith_chain`` solutions (seed 1, disjoint from the parent's data
@@ -382,12 +400,7 @@ def train_trunk(spec: PRMSpec, tok, log=print) -> PreTrainedModel:
 
 def _likelihood_batch(tok, batch):
     """Right-padded ids [B, T], mask, answer starts [B], separator rows/cols, labels."""
-    longest = max(len(e[0]) for e in batch)
-    ids = torch.full((len(batch), longest), tok.pad_token_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for b, (seq, *_) in enumerate(batch):
-        ids[b, : len(seq)] = torch.tensor(seq)
-        mask[b, : len(seq)] = 1
+    ids, mask = _pad([e[0] for e in batch], tok.pad_token_id)
     starts = torch.tensor([e[2] for e in batch])
     rows = torch.tensor([b for b, e in enumerate(batch) for _ in e[1]])
     cols = torch.tensor([p for e in batch for p in e[1]])
@@ -407,16 +420,11 @@ def train_likelihood_prm(spec: PRMSpec, rows, tok, log=print, t0: float | None =
     t0 = time.time() if t0 is None else t0
     torch.manual_seed(spec.seed)
     model = train_trunk(spec, tok, log)
-    header: dict[str, int] = {}
     data = []
     for p, steps, labels in rows:
-        if p not in header:
-            header[p] = len(prm_input_ids(tok, p, [], "")[0])
         ids, pos = prm_input_ids(tok, p, steps, spec.separator)
-        data.append((ids, pos, header[p], labels))
-    n_good = sum(sum(lab) for *_, lab in data)
-    n_bad = sum(len(lab) for *_, lab in data) - n_good
-    log(f"{n_good} good / {n_bad} bad train steps")
+        data.append((ids, pos, answer_start(tok, p), labels))
+    w_good, w_bad = _class_weights([lab for *_, lab in data], log)
     log_beta = torch.nn.Parameter(torch.tensor(0.0))
     bias = torch.nn.Parameter(torch.tensor(spec.init_bias))
     opt = torch.optim.AdamW(
@@ -431,14 +439,12 @@ def train_likelihood_prm(spec: PRMSpec, rows, tok, log=print, t0: float | None =
     model.train()
     loss = torch.tensor(0.0)
     for step in range(spec.steps):
-        warm = min(1.0, (step + 1) / spec.warmup)
-        cosine = 0.5 * (1 + math.cos(math.pi * step / spec.steps))
         for g, lr in zip(opt.param_groups, base_lrs, strict=True):
-            g["lr"] = lr * warm * (0.05 + 0.95 * cosine)
+            g["lr"] = lr * _lr_scale(step, spec)
         ids, mask, starts, r, c, target = _likelihood_batch(tok, rng.sample(data, spec.batch))
         logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
         z = log_beta.exp() * answer_logprob_sums(logits, ids, starts)[r, c] + bias  # [steps]
-        weight = torch.where(target > 0.5, 0.5 / n_good, 0.5 / n_bad) * (n_good + n_bad)
+        weight = torch.where(target > 0.5, w_good, w_bad)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(z, target, weight=weight)
         opt.zero_grad()
         loss.backward()
@@ -490,8 +496,8 @@ def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=pri
         "build_machine": f"{platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
         "check_sample": {"n": 64, "split": "test", "seed": 0, "decoding": "greedy"},
-        # Greedy accuracy of the PRM read as a generator (a likelihood PRM is a calculator,
-        # so this is meaningful for it; for a two-class PRM it only documents what happens).
+        # Greedy accuracy of the PRM read as a generator: only documents what decoding it
+        # does (both fits trade generation for verification).
         "accuracy": {t: r.accuracy for t, r in acc.items()},
         "prm": prm_opts,
         "prm_eval": {

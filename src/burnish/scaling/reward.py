@@ -41,6 +41,7 @@ __all__ = [
     "SeparatorRewardModel",
     "aggregate",
     "answer_logprob_sums",
+    "answer_start",
     "check_tokenizer_compatible",
     "load_prm",
     "prm_input_ids",
@@ -115,6 +116,11 @@ def prm_input_ids(
         ids += tokenizer(step, add_special_tokens=False)["input_ids"] + sep
         positions.append(len(ids) - 1)
     return ids, positions
+
+
+def answer_start(tokenizer: PreTrainedTokenizerBase, prompt: str) -> int:
+    """Index of the first answer token in :func:`prm_input_ids` (the chat header's length)."""
+    return len(prm_input_ids(tokenizer, prompt, [], "")[0])
 
 
 def _single_token(tokenizer: PreTrainedTokenizerBase, text: str, what: str) -> int:
@@ -229,7 +235,7 @@ class SeparatorRewardModel:
     def _encode(self, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
         """(ids, separator positions, index of the first answer token)."""
         if prompt not in self._header:
-            self._header[prompt] = len(prm_input_ids(self.tokenizer, prompt, [], "")[0])
+            self._header[prompt] = answer_start(self.tokenizer, prompt)
         ids, positions = prm_input_ids(self.tokenizer, prompt, steps, self.separator)
         return ids, positions, self._header[prompt]
 
