@@ -33,7 +33,6 @@ import math
 import platform
 import random
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -44,7 +43,6 @@ from transformers import PreTrainedModel
 from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
 from burnish.eval.generate import generate_chat
-from burnish.io import write_jsonl
 from burnish.models.io import load_model, save_model
 from burnish.models.zoo import ZOO_DIR, resolve_model
 from burnish.scaling.reward import (
@@ -55,9 +53,8 @@ from burnish.scaling.reward import (
     answer_start,
     prm_input_ids,
 )
-from burnish.tasks import get_task, mixture
-from burnish.train.config import SFTConfig
-from burnish.train.sft import run_sft
+from burnish.tasks import get_task
+from burnish.train.zoo import finetune_on_tasks
 
 __all__ = ["PRMSpec", "build_arith_prm", "label_solutions"]
 
@@ -375,26 +372,19 @@ def train_trunk(spec: PRMSpec, tok, log=print) -> PreTrainedModel:
     model, _ = load_model(resolve_model(spec.parent))
     if spec.trunk_steps == 0:
         return model
-    with tempfile.TemporaryDirectory(prefix="prm-trunk-") as tmp:
-        data = Path(tmp) / "train.jsonl"
-        examples = mixture(list(spec.tasks), spec.trunk_samples, "train", spec.seed + 1)
-        write_jsonl(data, (e.to_messages() for e in examples))
-        cfg = SFTConfig(
-            model=spec.parent,
-            data=str(data),
-            output_dir=str(Path(tmp) / "run"),
-            max_seq_len=128,
-            effective_batch_size=128,
-            lr=spec.trunk_lr,
-            max_steps=spec.trunk_steps,
-            seed=spec.seed,
-            save_epoch_end=False,
-            save_state=False,
-            device="cpu",
-            cache_dir=str(Path(tmp) / "cache"),
-        )
-        result = run_sft(cfg, progress=False, model=model, tokenizer=tok)
-    log(f"trunk: {spec.trunk_steps} SFT steps on gold solutions, loss {result.final_loss:.4f}")
+    loss = finetune_on_tasks(
+        model,
+        tok,
+        f"{spec.name}-trunk",
+        list(spec.tasks),
+        spec.trunk_samples,
+        steps=spec.trunk_steps,
+        batch=128,
+        lr=spec.trunk_lr,
+        seed=spec.seed,
+        data_seed=spec.seed + 1,
+    )
+    log(f"trunk: {spec.trunk_steps} SFT steps on gold solutions, loss {loss:.4f}")
     return model
 
 

@@ -27,7 +27,14 @@ from burnish.tasks import list_tasks, mixture
 from burnish.train.config import SFTConfig
 from burnish.train.sft import run_sft
 
-__all__ = ["CHECK_SAMPLE", "ZOO_SPECS", "ZooSpec", "build_zoo", "build_zoo_model"]
+__all__ = [
+    "CHECK_SAMPLE",
+    "ZOO_SPECS",
+    "ZooSpec",
+    "build_zoo",
+    "build_zoo_model",
+    "finetune_on_tasks",
+]
 
 # The held-out sample every card records and the zoo test re-scores: the first
 # CHECK_SAMPLE test problems of each task at seed 0, greedy, batch 64.
@@ -138,30 +145,60 @@ def _init_model(spec: ZooSpec, out_root: Path):
     return model_from_config(cfg, seed=spec.seed), tok
 
 
-def build_zoo_model(spec: ZooSpec, out_root: Path = ZOO_DIR, progress: bool = True) -> dict:
-    """Train, evaluate and save one zoo model; returns its card."""
-    t0 = time.time()
-    model, tok = _init_model(spec, out_root)
-    with tempfile.TemporaryDirectory(prefix=f"zoo-{spec.name}-") as tmp:
+def finetune_on_tasks(
+    model,
+    tok,
+    name: str,
+    tasks: list[str],
+    samples_per_task: int,
+    *,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    data_seed: int,
+    progress: bool = False,
+) -> float:
+    """SFT ``model`` in place on fresh ``train`` examples of ``tasks`` (burnish's recipe, CPU,
+    nothing kept on disk); returns the final loss."""
+    with tempfile.TemporaryDirectory(prefix=f"zoo-{name}-") as tmp:
         data = Path(tmp) / "train.jsonl"
-        examples = mixture(list(spec.tasks), spec.samples_per_task, "train", spec.seed)
+        examples = mixture(tasks, samples_per_task, "train", data_seed)
         write_jsonl(data, (e.to_messages() for e in examples))
         cfg = SFTConfig(
-            model=spec.name,
+            model=name,
             data=str(data),
             output_dir=str(Path(tmp) / "run"),
             max_seq_len=128,
-            effective_batch_size=spec.batch,
-            lr=spec.lr,
-            max_steps=spec.steps,
-            seed=spec.seed,
+            effective_batch_size=batch,
+            lr=lr,
+            max_steps=steps,
+            seed=seed,
             save_epoch_end=False,
             save_state=False,
             device="cpu",
             cache_dir=str(Path(tmp) / "cache"),
         )
-        result = run_sft(cfg, progress=progress, model=model, tokenizer=tok)
-        final_loss = result.final_loss
+        return run_sft(cfg, progress=progress, model=model, tokenizer=tok).final_loss
+
+
+def build_zoo_model(spec: ZooSpec, out_root: Path = ZOO_DIR, progress: bool = True) -> dict:
+    """Train, evaluate and save one zoo model; returns its card."""
+    t0 = time.time()
+    model, tok = _init_model(spec, out_root)
+    final_loss = finetune_on_tasks(
+        model,
+        tok,
+        spec.name,
+        list(spec.tasks),
+        spec.samples_per_task,
+        steps=spec.steps,
+        batch=spec.batch,
+        lr=spec.lr,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        progress=progress,
+    )
     model.eval()
     accuracy = {k: v.accuracy for k, v in evaluate(model, tok, list_tasks(), CHECK_SAMPLE).items()}
     card = {
