@@ -5,7 +5,7 @@ optimum-quanto is installed: the optional ``bench`` extra), KIVICache and SQuatC
 4 bits, on the same prompts. CPU only, no fused kernels: speed numbers are honest ratios of
 plain PyTorch code, not what a CUDA kernel would give.
 
-    python benchmarks/kvcache.py [--n 64] [--out benchmarks/results]
+    python benchmarks/kvcache.py [--n 64] [--out benchmarks/results] [--parts memory,speed]
 
 The zoo's sequences are short (prompt + answer ~30-60 tokens), so the quality runs use
 G = R = 8 so that quantization engages; memory is reported for G = R = 32 (the paper's).
@@ -25,13 +25,22 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from burnish.eval import generate_chat
-from burnish.kvcache import KIVICache, KIVILayer, SQuatCache, quant
+from burnish.io import atomic_write_text
+from burnish.kvcache import (
+    KIVICache,
+    KIVIConfig,
+    KIVILayer,
+    SQuatCache,
+    SQuatConfig,
+    SQuatLayer,
+    cache_defaults,
+    quant,
+)
 from burnish.kvcache.squat import (
     block_ranges,
-    obs_coefficients,
     query_subspace,
     squat_quantize_keys,
-    weight_matrix,
+    subspace_weights,
 )
 from burnish.models import load_model
 from burnish.models.zoo import resolve_model
@@ -39,7 +48,7 @@ from burnish.tasks import get_task
 
 warnings.filterwarnings("ignore")
 G_Q, R_Q = 8, 8  # quality settings (zoo sequences are short)
-SQUAT = {"rank": 8, "lam": 0.1, "block_size": 4}  # the SQuatCache defaults
+SQUAT = {k: cache_defaults("squat")[k] for k in ("rank", "lam", "block_size")}  # defaults
 QUALITY = [  # (model, task, knobs)
     ("arith-policy", "arith_chain", {}),
     ("base", "reversal", {"min_len": 5, "max_len": 9}),
@@ -136,19 +145,11 @@ def attention_error(prompt_len: int = 96, heldout: int = 32) -> list[dict]:
             vq = quant.dequantize_per_token(quant.quantize_per_token(vp, bits, 32), torch.float32)
             kq = quant.quantize_per_channel(chunks, bits)
             kivi_k = _deq_chunks(kq, chunks.shape)
-            q_hat = torch.stack(
-                [
-                    query_subspace(
-                        qp[0, j * (nh // h) : (j + 1) * (nh // h)].reshape(-1, d), SQUAT["rank"]
-                    )
-                    for j in range(h)
-                ]
-            )[None]
+            groups = qp[0].reshape(h, (nh // h) * prompt_len, d)  # [H, g*T, d] per KV head
+            q_hat = query_subspace(groups, SQUAT["rank"])[None, :, None]  # [1, H, 1, r, d]
             blocks = block_ranges(d, SQUAT["block_size"])
-            coefs = [
-                c.unsqueeze(2) for c in obs_coefficients(weight_matrix(q_hat, SQUAT["lam"]), blocks)
-            ]
-            _, squat_k = squat_quantize_keys(chunks, coefs, blocks, bits)
+            weights = subspace_weights(q_hat, SQUAT["lam"], blocks)  # [1, H, 1, nb-1, r, r]
+            _, squat_k = squat_quantize_keys(chunks, q_hat, weights, blocks, bits)
             for label, kk in (("kivi", kivi_k), ("squat", squat_k.reshape(kp.shape))):
                 out = _attend(qh, kk, vq)
                 errs[label].append(float((out - ref).norm() / ref.norm()))
@@ -172,17 +173,32 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 def memory() -> list[dict]:
-    """Exact bytes held (codes + scales + zero points + fp16 residual) / fp16 cache bytes."""
+    """Exact bytes held (``nbytes()['total']``: codes, scales, zero points, fp16 residual and,
+    for SQuat, Q_hat and its r x r weights) / fp16 cache bytes; one KV head, batch 1."""
     rows = []
     for d in (32, 128):
         for t in (128, 512, 2048, 8192):
             for bits in (2, 4):
-                layer = KIVILayer(KIVICache(bits=bits, group_size=32, residual_length=32).config)
-                x = torch.randn(1, 1, t, d, dtype=torch.float16)
-                layer.update(x, x)
-                layer.finish_prefill()
-                ratio = layer.nbytes()["total"] / (2 * t * d * 2)
-                rows.append({"head_dim": d, "tokens": t, "bits": bits, "ratio_vs_fp16": ratio})
+                for label, layer in (
+                    ("kivi", KIVILayer(KIVIConfig(bits=bits, group_size=32, residual_length=32))),
+                    (
+                        "squat",
+                        SQuatLayer(SQuatConfig(bits=bits, group_size=32, residual_length=32)),
+                    ),
+                ):
+                    x = torch.randn(1, 1, t, d, dtype=torch.float16)
+                    layer.update(x, x)
+                    layer.observe_prefill(torch.randn(1, 1, t, d, dtype=torch.float16), None)
+                    ratio = layer.nbytes()["total"] / (2 * t * d * 2)
+                    rows.append(
+                        {
+                            "cache": label,
+                            "head_dim": d,
+                            "tokens": t,
+                            "bits": bits,
+                            "ratio_vs_fp16": ratio,
+                        }
+                    )
     return rows
 
 
@@ -242,11 +258,19 @@ def plot(doc: dict, path: Path) -> None:
     ax1.set_ylabel("accuracy")
     ax1.set_title(f"task accuracy (G=R={G_Q})")
     ax1.legend(fontsize=7)
-    for bits in (2, 4):
-        pts = [r for r in doc["memory"] if r["bits"] == bits and r["head_dim"] == 128]
-        ax2.plot(
-            [r["tokens"] for r in pts], [r["ratio_vs_fp16"] for r in pts], "o-", label=f"{bits}-bit"
-        )
+    for cache in ("kivi", "squat"):
+        for bits in (2, 4):
+            pts = [
+                r
+                for r in doc["memory"]
+                if r["bits"] == bits and r["head_dim"] == 128 and r["cache"] == cache
+            ]
+            ax2.plot(
+                [r["tokens"] for r in pts],
+                [r["ratio_vs_fp16"] for r in pts],
+                "o-" if cache == "kivi" else "s--",
+                label=f"{cache} {bits}-bit",
+            )
     ax2.set_xscale("log")
     ax2.set_xlabel("tokens")
     ax2.set_ylabel("bytes / fp16 bytes")
@@ -256,28 +280,56 @@ def plot(doc: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+PARTS = ("quality", "attention_error", "memory", "speed")
+
+
+def run_part(part: str, n: int) -> list[dict]:
+    """Run one part of the benchmark and print its numbers."""
+    if part == "quality":
+        print("quality:")
+        return quality(n)
+    if part == "attention_error":
+        print("attention-output error (held-out queries, G=32):")
+        return attention_error()
+    if part == "memory":
+        rows = memory()
+        print("memory (bytes / fp16 bytes, G=R=32):")
+        for r in rows:
+            d, t, bits = r["head_dim"], r["tokens"], r["bits"]
+            print(f"  {r['cache']:5s} d={d:3d} T={t:5d} {bits}-bit {r['ratio_vs_fp16']:.3f}")
+        return rows
+    print("speed (arith-policy, batch 8, prompt 192, 64 new tokens, G=R=32):")
+    return speed()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64, help="problems per task")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {', '.join(PARTS)}; the others are kept from an "
+        "existing kvcache.json",
+    )
     args = parser.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if unknown := sorted(set(parts) - set(PARTS)):
+        parser.error(f"unknown part {unknown[0]!r}; choose from {', '.join(PARTS)}")
     torch.manual_seed(0)
-    print("quality:")
-    doc = {"settings": {"quality_G": G_Q, "quality_R": R_Q, "squat": SQUAT, "n": args.n}}
-    doc["quanto"] = quanto_available()
-    doc["quality"] = quality(args.n)
-    print("attention-output error (held-out queries, G=32):")
-    doc["attention_error"] = attention_error()
-    doc["memory"] = memory()
-    print("memory (bytes / fp16 bytes, G=R=32):")
-    for r in doc["memory"]:
-        print(f"  d={r['head_dim']:3d} T={r['tokens']:5d} {r['bits']}-bit {r['ratio_vs_fp16']:.3f}")
-    print("speed (arith-policy, batch 8, prompt 192, 64 new tokens, G=R=32):")
-    doc["speed"] = speed()
+    path = args.out / "kvcache.json"
+    doc = json.loads(path.read_text()) if set(parts) < set(PARTS) and path.exists() else {}
+    doc["settings"] = {"quality_G": G_Q, "quality_R": R_Q, "squat": SQUAT, "n": args.n}
+    if "quality" in parts:
+        doc["quanto"] = quanto_available()  # whether the quality rows include quanto
+    for part in parts:
+        doc.pop(f"{part}_note", None)  # a note on a part kept from an earlier run
+        doc[part] = run_part(part, args.n)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kvcache.json").write_text(json.dumps(doc, indent=2) + "\n")
-    plot(doc, args.out / "kvcache.png")
-    print(f"wrote {args.out / 'kvcache.json'} and kvcache.png")
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    if all(p in doc for p in ("quality", "memory")):
+        plot(doc, args.out / "kvcache.png")
+    print(f"wrote {path} and kvcache.png")
 
 
 if __name__ == "__main__":

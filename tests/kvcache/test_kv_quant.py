@@ -12,6 +12,7 @@ from burnish.kvcache.squat import (
     obs_coefficients,
     query_subspace,
     squat_quantize_keys,
+    subspace_weights,
     weight_matrix,
 )
 
@@ -117,11 +118,11 @@ def test_closed_form_equals_brute_force_least_squares() -> None:
 
 def test_block_update_targets_match_brute_force() -> None:
     """squat_quantize_keys quantizes each block from the brute-force optimal shifted target."""
-    _, a = _spd_weight()
+    q_hat, a = _spd_weight()
     blocks = block_ranges(16, 4)
     torch.manual_seed(3)
     x = torch.randn(32, 16)
-    q, khat = squat_quantize_keys(x, obs_coefficients(a, blocks), blocks, bits=2)
+    q, khat = squat_quantize_keys(x, q_hat, subspace_weights(q_hat, 5.0, blocks), blocks, bits=2)
     lt = torch.linalg.cholesky(a.double()).T
     codes = quant.unpack_codes(q.codes, 2, 16)
     target = x.double().clone()
@@ -138,16 +139,17 @@ def test_block_update_targets_match_brute_force() -> None:
 
 
 def test_error_projection_onto_queries_is_smaller_than_kivi() -> None:
-    q_hat, a = _spd_weight(d=32, r=4, lam=50.0)
+    q_hat, _ = _spd_weight(d=32, r=4, lam=50.0)
     blocks = block_ranges(32, 8)
     torch.manual_seed(4)
     keys = torch.randn(4, 32, 32)  # 4 chunks of G = 32 tokens
-    _, squat_hat = squat_quantize_keys(keys, obs_coefficients(a, blocks), blocks, bits=2)
+    weights = subspace_weights(q_hat, 50.0, blocks)
+    _, squat_hat = squat_quantize_keys(keys, q_hat, weights, blocks, bits=2)
     kivi = quant.quantize_per_channel(keys, 2)
     kivi_hat = _dequant_chunk(kivi)
     proj_squat = ((squat_hat - keys) @ q_hat.T).norm()
     proj_kivi = ((kivi_hat - keys) @ q_hat.T).norm()
     assert proj_squat < 0.8 * proj_kivi
     # no correction (coefs None) is exactly KIVI's per-channel quantizer
-    plain, _ = squat_quantize_keys(keys, None, blocks, bits=2)
+    plain, _ = squat_quantize_keys(keys, q_hat, None, blocks, bits=2)
     assert torch.equal(plain.codes, kivi.codes) and torch.equal(plain.scale, kivi.scale)

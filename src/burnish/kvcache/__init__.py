@@ -17,7 +17,7 @@ from burnish.kvcache.attention import (
     register_kv_attention,
 )
 from burnish.kvcache.kivi import KIVICache, KIVIConfig, KIVILayer
-from burnish.kvcache.registry import KV_CACHES, build_kv_cache, list_kv_caches
+from burnish.kvcache.registry import KV_CACHES, build_kv_cache, cache_defaults, list_kv_caches
 from burnish.kvcache.squat import SQuatCache, SQuatConfig, SQuatLayer
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "SQuatConfig",
     "SQuatLayer",
     "build_kv_cache",
+    "cache_defaults",
     "disable_kv_attention",
     "enable_kv_attention",
     "kv_attention",

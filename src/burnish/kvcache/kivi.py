@@ -15,35 +15,65 @@ transformers' ``QuantizedCache``, which re-quantizes the whole cache at every fl
 prefill is kept in full precision for its own attention and quantized right after it, its
 tail staying in the residual.
 
-Left padding: the ``burnish_kv`` attention (see :mod:`burnish.kvcache.attention`) hands the
-prefill's mask to the layer; padded key slots are replaced by a valid key of the same row
-before per-channel statistics are taken, and padded values by zeros, so padding never changes
-the codes, scales or zero points of real tokens. Without that attention (``model`` not given
-and not inside :func:`~burnish.kvcache.attention.kv_attention`) every slot counts as valid.
+Batch invariance (left padding). A row's codes, scales and zero points, and so its greedy
+output, are the same alone as in a left-padded batch. The ``burnish_kv`` attention (see
+:mod:`burnish.kvcache.attention`) hands the prefill's mask to the layer, which records each
+row's left padding ``p_i``. Key chunks are then aligned to each row's *own* tokens, not to
+absolute slots: the quantized keys are stored in "own" coordinates (row ``i``'s token ``u``,
+at slot ``p_i + u``, is stored at index ``u``), so chunk ``c`` of a row holds its own tokens
+``cG .. cG + G - 1``, exactly the chunk it would hold alone, and padding never enters a key
+chunk. A row quantizes its next chunk when *its* residual reaches ``R + G`` tokens (the
+condition it would meet alone), so rows reach chunk boundaries at different decode steps; the
+rows that are due are selected (one gather, no per-row Python loop), quantized together and
+their chunks written in place. The per-row counts (``pad``, ``chunks``) are tiny CPU tensors,
+so deciding what is due never waits on the device.
 
-A cache can be cropped by at most its key residual (at least ``R`` tokens): beyond that a
-key chunk would have to be re-quantized.
+Shapes: ``key_q`` codes ``[B, H, C*G, packed]`` and stats ``[B, H, C, d]`` (``C`` = the most
+chunks any row has; a row with fewer has zeros past its own ``chunks[i]``); the fp key residual
+``keys [B, H, T - key_start, d]`` is in slot coordinates and starts at the smallest per-row
+frontier ``key_start = min_i(p_i + G * chunks[i])``. Every row's frontier lies within the
+last ``R + G`` slots, so the residual stays under ``R + G`` tokens, and a row's keys between
+``key_start`` and its own frontier are held twice (fp and codes). :meth:`KIVILayer.full_keys`
+takes, per slot, the codes below the row's frontier and the residual above it (one gather; a
+plain concat when all rows share one frontier, as in an unpadded batch). Values are per token,
+so padding cannot move a real token's statistics; they stay in slot coordinates with one
+frontier, padded values quantized as zeros.
+
+Why this design, and not chunk boundaries at slots ``(p_i mod G) + kG`` (which also keeps
+padding and real tokens apart): own coordinates put chunk ``c`` of every row at the same index
+of one uniform ``[B, H, C, ...]`` tensor, so dequantization stays one batched call, a row's
+stored codes and statistics are literally the tensors it would hold alone (what the tests
+compare), and no key padding is ever quantized. The price: a heavily padded row leaves zeros in
+the chunk slots past its own frontier (about what its padding cost before). Other padding
+shapes (holes, right padding) fall back to replacing invalid slots by a valid key of the same
+row and chunk, as before; only left padding is batch-invariant. Without the attention
+hand-off (``model`` not given and not inside :func:`~burnish.kvcache.attention.kv_attention`)
+every slot counts as valid.
+
+A cache can be cropped by at most what every row still holds in full precision (at least
+``R`` tokens): beyond that a key chunk would have to be re-quantized.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import ClassVar, TypeVar
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from burnish.errors import ConfigError
 from burnish.kvcache import quant
 from burnish.kvcache.attention import enable_kv_attention, offer_prefill
 
-__all__ = ["KIVICache", "KIVIConfig", "KIVILayer"]
+__all__ = ["KIVICache", "KIVIConfig", "KIVILayer", "QuantizedKVCache", "make_config"]
 
 
 @dataclass(frozen=True)
 class KIVIConfig:
-    """Options of the KIVI layout.
+    """Options of the KIVI layout (the one place their defaults are defined).
 
     Attributes:
         bits: code width, 2 or 4.
@@ -72,14 +102,44 @@ class KIVIConfig:
             raise ConfigError(f"kv cache value_group_size must be a positive integer, got {vg!r}")
 
     def value_group(self, head_dim: int) -> int:
+        """Channels per value group for ``head_dim`` (ConfigError if it does not divide it)."""
         vg = self.value_group_size or min(self.group_size, head_dim)
         if head_dim % vg:
             raise ConfigError(f"value_group_size {vg} must divide the head dimension {head_dim}")
         return vg
 
+    def check_head_dim(self, head_dim: int) -> None:
+        """Raise ConfigError if these options cannot quantize heads of size ``head_dim``."""
+        self.value_group(head_dim)
+
+
+ConfigT = TypeVar("ConfigT", bound=KIVIConfig)
+
+
+def make_config(
+    config_cls: type[ConfigT], config: ConfigT | None, options: dict[str, object], owner: str
+) -> ConfigT:
+    """``config`` itself, or ``config_cls(**options)``; ConfigError naming an unknown option.
+
+    ``owner`` names the cache in messages (e.g. ``"KIVICache"``).
+    """
+    if config is not None:
+        if options:
+            raise ConfigError(f"{owner}: pass either config= or options, not both")
+        if not isinstance(config, config_cls):
+            raise ConfigError(f"{owner} takes a {config_cls.__name__}, got {type(config).__name__}")
+        return config
+    names = [f.name for f in fields(config_cls)]
+    unknown = [k for k in options if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"{owner} has no option {unknown[0]!r}; its options are {', '.join(names)}"
+        )
+    return config_cls(**options)
+
 
 class KIVILayer(CacheLayerMixin):
-    """One layer of a KIVI cache. ``self.keys``/``self.values`` hold the fp residual."""
+    """One layer of a KIVI cache. ``self.keys``/``self.values`` hold the fp residuals."""
 
     is_sliding = False
     is_croppable = True
@@ -88,8 +148,11 @@ class KIVILayer(CacheLayerMixin):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
-        self.key_q: quant.Quantized | None = None  # codes [B,H,Tk,packed], stats [B,H,Tk/G,d]
+        self.key_q: quant.Quantized | None = None  # own coords: codes [B,H,C*G,p], stats [B,H,C,d]
         self.value_q: quant.Quantized | None = None  # codes [B,H,Tv,packed], stats [B,H,Tv,d/vg]
+        self.key_start = 0  # slot of self.keys[..., 0, :]
+        self.pad: torch.Tensor | None = None  # [B] int64 on CPU: left-padding slots per row
+        self.chunks: torch.Tensor | None = None  # [B] int64 on CPU: key chunks quantized per row
         self.valid: torch.Tensor | None = None  # [B, T0] bool: non-padded prefill slots
         self.pending = False  # prefill held in fp, waiting for the attention hand-off
 
@@ -108,6 +171,9 @@ class KIVILayer(CacheLayerMixin):
         )
         self.key_q = quant.Quantized(codes, stat, stat.clone(), self.config.bits, d)
         self.value_q = quant.Quantized(codes.clone(), vstat, vstat.clone(), self.config.bits, d)
+        self.key_start = 0
+        self.pad = torch.zeros(b, dtype=torch.int64)
+        self.chunks = torch.zeros(b, dtype=torch.int64)
         self.is_initialized = True
 
     def update(
@@ -135,7 +201,7 @@ class KIVILayer(CacheLayerMixin):
     def get_seq_length(self) -> int:
         if not self.is_initialized:
             return 0
-        return self.key_q.codes.shape[-2] + self.keys.shape[-2]
+        return self.key_start + self.keys.shape[-2]
 
     def get_max_length(self) -> int:
         return -1
@@ -144,25 +210,31 @@ class KIVILayer(CacheLayerMixin):
         self.__init__(self.config, self.layer_idx)
 
     def crop(self, tokens_to_remove: int) -> None:
-        """Drop the newest ``-tokens_to_remove`` tokens (only from the key residual)."""
+        """Drop the newest ``-tokens_to_remove`` tokens (only what every row holds in fp)."""
         if tokens_to_remove > 0:
             raise ValueError("crop takes a negative count of tokens to remove")
         n = -tokens_to_remove
         if n == 0 or not self.is_initialized:
             return
-        if n > self.keys.shape[-2]:
+        exact = self.get_seq_length() - int(self.key_frontier().max())
+        if n > exact:
             raise ConfigError(
-                f"cannot crop {n} tokens from a quantized cache: only the {self.keys.shape[-2]} "
-                "newest keys are in full precision, and a quantized key chunk is never re-quantized"
+                f"cannot crop {n} tokens from a quantized cache: only the {exact} newest keys "
+                "of every row are in full precision, and a quantized key chunk is never "
+                "re-quantized"
             )
-        self.keys = self.keys[..., : self.keys.shape[-2] - n, :]
+        self.keys = self.keys[..., : self.keys.shape[-2] - n, :].clone()
         nv = min(n, self.values.shape[-2])
-        self.values = self.values[..., : self.values.shape[-2] - nv, :]
+        self.values = self.values[..., : self.values.shape[-2] - nv, :].clone()
         if n > nv:  # values are per token: dropping quantized ones is exact
             keep = self.value_q.codes.shape[-2] - (n - nv)
             q = self.value_q
             self.value_q = quant.Quantized(
-                q.codes[..., :keep, :], q.scale[..., :keep, :], q.zero[..., :keep, :], q.bits, q.n
+                q.codes[..., :keep, :].clone(),
+                q.scale[..., :keep, :].clone(),
+                q.zero[..., :keep, :].clone(),
+                q.bits,
+                q.n,
             )
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
@@ -189,13 +261,22 @@ class KIVILayer(CacheLayerMixin):
         for name in ("key_q", "value_q"):
             q = getattr(self, name)
             setattr(self, name, quant.Quantized(fn(q.codes), fn(q.scale), fn(q.zero), q.bits, q.n))
+        self.pad, self.chunks = fn(self.pad), fn(self.chunks)
         if self.valid is not None:
             self.valid = fn(self.valid)
 
     def observe_prefill(self, query: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
         """Hand-off from the ``burnish_kv`` attention: record padding, then quantize."""
-        self.valid = prefill_validity(attention_mask, query.shape[0], query.shape[-2])
+        self.record_padding(prefill_validity(attention_mask, query.shape[0], query.shape[-2]))
         self.finish_prefill()
+
+    def record_padding(self, valid: torch.Tensor | None) -> None:
+        """Keep the prefill's ``[B, T0]`` validity and each row's left padding (leading
+        invalid slots; a row with no valid slot counts as all padding)."""
+        self.valid = valid
+        if valid is not None:
+            first = valid.to(torch.int8).argmax(dim=1)  # [B] first valid slot
+            self.pad = torch.where(valid.any(dim=1), first, valid.shape[1]).cpu()
 
     def finish_prefill(self) -> None:
         self.pending = False
@@ -203,64 +284,134 @@ class KIVILayer(CacheLayerMixin):
 
     def compress(self) -> None:
         """Quantize whatever left the residual windows: whole key chunks, single values."""
-        g, r = self.config.group_size, self.config.residual_length
-        n_chunks = max(0, (self.keys.shape[-2] - r) // g)
-        if n_chunks:
-            start = self.key_q.codes.shape[-2]
-            x = self.keys[..., : n_chunks * g, :]
-            x = fill_padded_keys(x, self.validity(start, n_chunks * g), g)
-            b, h, _, d = x.shape
-            q = self.quantize_keys(x.reshape(b, h, n_chunks, g, d))
-            self.key_q = _append(self.key_q, q.codes.reshape(b, h, n_chunks * g, -1), q)
-            self.keys = self.keys[..., n_chunks * g :, :]
-        n_values = max(0, self.values.shape[-2] - r)
-        if n_values:
-            start = self.value_q.codes.shape[-2]
-            v = self.values[..., :n_values, :]
-            keep = self.validity(start, n_values)
-            if keep is not None:
-                v = v.masked_fill(~keep[:, None, :, None], 0)
-            q = quant.quantize_per_token(v, self.config.bits, self.value_group)
-            self.value_q = _append(self.value_q, q.codes, q)
-            self.values = self.values[..., n_values:, :]
+        self.compress_keys()
+        self.compress_values()
 
-    def quantize_keys(self, chunks: torch.Tensor) -> quant.Quantized:
-        """``[B, H, n_chunks, G, d]`` -> codes ``[B,H,n,G,packed]``, stats ``[B,H,n,d]``."""
+    def key_frontier(self) -> torch.Tensor:
+        """``[B]`` (CPU) slot where each row's fp keys begin: ``pad + G * chunks``."""
+        return self.pad + self.config.group_size * self.chunks
+
+    def compress_keys(self) -> None:
+        """Quantize each row's due chunks: a row's chunk is due when its own residual (its
+        tokens past its frontier) reaches ``R + G``, as it would alone."""
+        g, r = self.config.group_size, self.config.residual_length
+        own_len = self.get_seq_length() - self.pad  # [B] tokens of each row, padding excluded
+        target = torch.div(own_len - r, g, rounding_mode="floor").clamp(min=0)  # [B] chunks
+        due = target - self.chunks  # [B]; negative after a crop: nothing to do
+        k = int(due.max())
+        if k > 0:
+            rows = (due > 0).nonzero().squeeze(1)  # [B'] rows with at least one due chunk
+            self.store_key_chunks(rows, due[rows], k)
+            self.chunks = torch.maximum(self.chunks, target)
+        start = int(self.key_frontier().min())
+        if start > self.key_start:  # every row has quantized past the residual's first slots
+            self.keys = self.keys[..., start - self.key_start :, :].clone()
+            self.key_start = start
+
+    def store_key_chunks(self, rows: torch.Tensor, due: torch.Tensor, k: int) -> None:
+        """Quantize chunks ``chunks[i] .. chunks[i] + due[i] - 1`` of each row ``i`` in ``rows``.
+
+        ``rows``, ``due`` ``[B']`` (CPU); ``k = max(due)``. All ``k`` chunks are gathered and
+        quantized for every selected row (one batched call); only the due ones are stored, so
+        each stored code comes from one quantization. The extra chunks of rows with fewer due
+        are computed and dropped: that happens at the prefill only (rows of different prompt
+        lengths); in decode every due row has exactly one chunk due.
+        """
+        g = self.config.group_size
+        b2, (_, h, tres, d) = rows.numel(), self.keys.shape
+        first = self.chunks[rows]  # [B'] first due chunk of each selected row
+        slots = (self.pad[rows] + g * first)[:, None] + torch.arange(k * g)  # [B', kG]
+        idx = (slots - self.key_start).clamp(0, tres - 1).to(self.device)
+        rows_dev = rows.to(self.device)
+        x = self.keys.index_select(0, rows_dev)  # [B', H, Tres, d]
+        x = x.gather(2, idx[:, None, :, None].expand(b2, h, k * g, d))  # [B', H, kG, d]
+        x = fill_padded_keys(x, self.slot_validity(slots, rows), g)
+        q = self.quantize_keys(x.reshape(b2, h, k, g, d), rows)  # codes [B',H,k,G,p]
+        pair_r, pair_j = (torch.arange(k)[None, :] < due[:, None]).nonzero(as_tuple=True)
+        dst_b, dst_c = rows[pair_r], first[pair_r] + pair_j  # [pairs]: (row, chunk) to write
+        self.key_q = _grow_chunks(self.key_q, int((first + due).max()), g)
+        codes = self.key_q.codes.view(*self.key_q.scale.shape[:3], g, -1)  # [B, H, C, G, p]
+        src = (pair_r.to(self.device), slice(None), pair_j.to(self.device))
+        dst = (dst_b.to(self.device), slice(None), dst_c.to(self.device))
+        codes[dst] = q.codes[src]  # [pairs, H, G, p]
+        self.key_q.scale[dst] = q.scale[src]  # [pairs, H, d]
+        self.key_q.zero[dst] = q.zero[src]
+
+    def compress_values(self) -> None:
+        """Quantize the values that left the ``R``-token window (one frontier for all rows)."""
+        n_values = self.values.shape[-2] - self.config.residual_length
+        if n_values <= 0:
+            return
+        start = self.value_q.codes.shape[-2]
+        v = self.values[..., :n_values, :]
+        slots = torch.arange(start, start + n_values)[None, :].expand(v.shape[0], -1)
+        keep = self.slot_validity(slots)
+        if keep is not None:
+            v = v.masked_fill(~keep[:, None, :, None], 0)
+        q = quant.quantize_per_token(v, self.config.bits, self.value_group)
+        self.value_q = _append(self.value_q, q.codes, q)
+        self.values = self.values[..., n_values:, :].clone()
+
+    def quantize_keys(self, chunks: torch.Tensor, rows: torch.Tensor) -> quant.Quantized:
+        """``[B', H, n, G, d]`` chunks of batch rows ``rows`` ``[B']`` -> codes
+        ``[B', H, n, G, packed]``, stats ``[B', H, n, d]``."""
         return quant.quantize_per_channel(chunks, self.config.bits)
 
-    def validity(self, start: int, length: int) -> torch.Tensor | None:
-        """``[B, length]`` bool for absolute positions ``start ..``, or None if all valid."""
-        if self.valid is None or start >= self.valid.shape[1]:
+    def slot_validity(
+        self, slots: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """``[B', n]`` bool (on the device) for slots ``[B', n]`` (CPU) of ``rows`` (default
+        all), or None if all are valid. Slots past the prefill are always valid."""
+        if self.valid is None or int(slots.min()) >= self.valid.shape[1]:
             return None
-        v = self.valid[:, start : start + length]
-        if v.shape[1] < length:
-            v = torch.cat([v, v.new_ones(v.shape[0], length - v.shape[1])], dim=1)
-        return v
+        valid = self.valid if rows is None else self.valid[rows.to(self.device)]
+        s = slots.to(self.device)
+        return valid.gather(1, s.clamp(max=valid.shape[1] - 1)) | (s >= valid.shape[1])
 
     def full_keys(self) -> torch.Tensor:
+        """All keys ``[B, H, T, d]`` in slot coordinates: codes below each row's frontier,
+        the fp residual from it. Padded slots hold some stored key of the row (masked anyway)."""
         deq = quant.dequantize_per_channel(self.key_q, self.config.group_size, self.dtype)
-        return torch.cat([deq, self.keys], dim=-2)
+        stored = deq.shape[-2]  # C*G, own coordinates
+        if stored == self.key_start and not bool(self.pad.any()):  # one frontier, no padding
+            return torch.cat([deq, self.keys], dim=-2)
+        b, h, tres, d = self.keys.shape
+        t = self.key_start + tres
+        slots = torch.arange(t, device=self.device)[None, :]  # [1, T]
+        own = slots - self.pad.to(self.device)[:, None]  # [B, T] each row's own token index
+        below = own < (self.config.group_size * self.chunks).to(self.device)[:, None]
+        idx = torch.where(below, own.clamp(min=0), stored + slots - self.key_start)
+        idx = idx.clamp(0, stored + tres - 1)  # padded slots of a row with no chunk yet
+        src = torch.cat([deq, self.keys], dim=-2)  # [B, H, C*G + Tres, d]
+        return src.gather(2, idx[:, None, :, None].expand(b, h, t, d))
 
     def full_values(self) -> torch.Tensor:
         return torch.cat([quant.dequantize_per_token(self.value_q, self.dtype), self.values], -2)
 
     def nbytes(self) -> dict[str, int]:
-        """Exact bytes held: packed codes, scales, zero points and the fp residual."""
+        """Exact bytes of every tensor the layer holds.
+
+        ``codes``/``scales``/``zero_points`` of keys and values (including zero-filled chunk
+        slots of rows behind the batch's furthest frontier), ``residual`` (fp keys and values),
+        ``bookkeeping`` (per-row counts and the prefill's validity mask) and ``total``.
+        """
+        names = ("codes", "scales", "zero_points", "residual", "bookkeeping")
         if not self.is_initialized:
-            return {"codes": 0, "scales": 0, "zero_points": 0, "residual": 0, "total": 0}
+            return dict.fromkeys((*names, "total"), 0)
         qs = (self.key_q, self.value_q)
         out = {
             "codes": sum(_size(q.codes) for q in qs),
             "scales": sum(_size(q.scale) for q in qs),
             "zero_points": sum(_size(q.zero) for q in qs),
             "residual": _size(self.keys) + _size(self.values),
+            "bookkeeping": _size(self.pad) + _size(self.chunks) + _size(self.valid),
         }
         out["total"] = sum(out.values())
         return out
 
 
-def _size(t: torch.Tensor) -> int:
-    return t.numel() * t.element_size()
+def _size(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.numel() * t.element_size()
 
 
 def _append(old: quant.Quantized, codes: torch.Tensor, new: quant.Quantized) -> quant.Quantized:
@@ -271,6 +422,17 @@ def _append(old: quant.Quantized, codes: torch.Tensor, new: quant.Quantized) -> 
         old.bits,
         old.n,
     )
+
+
+def _grow_chunks(q: quant.Quantized, n_chunks: int, group: int) -> quant.Quantized:
+    """``q`` with room for ``n_chunks`` key chunks (new ones zero): codes ``[B, H, nG, p]``."""
+    b, h, c, d = q.scale.shape
+    if n_chunks <= c:
+        return q
+    extra = n_chunks - c
+    codes = q.codes.new_zeros(b, h, extra * group, q.codes.shape[-1])
+    stat = q.scale.new_zeros(b, h, extra, d)
+    return _append(q, codes, quant.Quantized(codes, stat, stat, q.bits, q.n))
 
 
 def prefill_validity(
@@ -306,12 +468,33 @@ def fill_padded_keys(x: torch.Tensor, valid: torch.Tensor | None, group: int) ->
     return torch.where(vc, xc, fill).reshape(b, h, t, d)
 
 
-class QuantizedKVCache(Cache):
-    """A Cache of burnish quantized layers, created lazily with their layer index."""
+def _head_dim(config: PretrainedConfig) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
-    def __init__(self, layer_factory: Callable[[int], CacheLayerMixin], model=None) -> None:
+
+class QuantizedKVCache(Cache):
+    """A Cache of burnish quantized layers (``layer_class``), created lazily per layer index.
+
+    ``Cls(model=None, config=None, **options)``: ``options`` are the attributes of
+    ``config_class`` (the one place their defaults live), or pass a ready ``config``.
+    Unknown option names raise ConfigError. ``model``, if given, is switched to the
+    ``burnish_kv`` attention (sdpa + prefill hand-off of the mask and queries) and its head
+    dimension is checked against the options.
+    """
+
+    config_class: ClassVar[type[KIVIConfig]] = KIVIConfig
+    layer_class: ClassVar[type[KIVILayer]] = KIVILayer
+
+    def __init__(
+        self,
+        model: PreTrainedModel | None = None,
+        config: KIVIConfig | None = None,
+        **options: object,
+    ) -> None:
+        self.config = make_config(self.config_class, config, options, type(self).__name__)
+        if model is not None:
+            self.config.check_head_dim(_head_dim(model.config))
         super().__init__(layers=[])
-        self._factory = layer_factory
         if model is not None:
             enable_kv_attention(model)
 
@@ -319,16 +502,16 @@ class QuantizedKVCache(Cache):
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor]:
         while len(self.layers) <= layer_idx:
-            self.layers.append(self._factory(len(self.layers)))
+            self.layers.append(self.layer_class(self.config, len(self.layers)))
         return super().update(key_states, value_states, layer_idx, *args, **kwargs)
 
     def nbytes(self) -> dict[str, int]:
-        """Exact bytes held by all layers (codes, scales, zero points, residual, total)."""
-        out = {"codes": 0, "scales": 0, "zero_points": 0, "residual": 0, "total": 0}
+        """Exact bytes held by all layers, by kind (see the layer's ``nbytes``) and ``total``."""
+        out: dict[str, int] = {}
         for layer in self.layers:
             for k, v in layer.nbytes().items():
                 out[k] = out.get(k, 0) + v
-        return out
+        return out or self.layer_class(self.config).nbytes()
 
 
 class KIVICache(QuantizedKVCache):
@@ -337,16 +520,10 @@ class KIVICache(QuantizedKVCache):
     Args:
         model: if given, switched to the ``burnish_kv`` attention (sdpa + prefill hand-off) so
             that left padding is excluded from the statistics; otherwise all slots count.
-        bits, group_size, residual_length, value_group_size: see :class:`KIVIConfig`.
+        config: a ready :class:`KIVIConfig` (instead of ``options``).
+        **options: attributes of :class:`KIVIConfig` (``bits``, ``group_size``,
+            ``residual_length``, ``value_group_size``); its defaults apply to the rest.
     """
 
-    def __init__(
-        self,
-        model: PreTrainedModel | None = None,
-        bits: int = 2,
-        group_size: int = 32,
-        residual_length: int = 32,
-        value_group_size: int | None = None,
-    ) -> None:
-        self.config = KIVIConfig(bits, group_size, residual_length, value_group_size)
-        super().__init__(lambda i: KIVILayer(self.config, i), model)
+    config_class = KIVIConfig
+    layer_class = KIVILayer

@@ -1,18 +1,24 @@
-"""The registry of KV-cache quantizers: name -> Cache class, and a factory for ``burnish eval``."""
+"""The registry of KV-cache quantizers: name -> Cache class, and a factory for ``burnish eval``.
+
+Each cache's options and their defaults are the fields of its config dataclass
+(``KV_CACHES[name].config_class``: :class:`~burnish.kvcache.kivi.KIVIConfig`,
+:class:`~burnish.kvcache.squat.SQuatConfig`); :func:`cache_defaults` reads them, so a caller
+such as the CLI never restates them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from transformers import PreTrainedModel
-from transformers.cache_utils import Cache
 
 from burnish.errors import ConfigError
-from burnish.kvcache.kivi import KIVICache
+from burnish.kvcache.kivi import KIVICache, QuantizedKVCache
 from burnish.kvcache.squat import SQuatCache
 
-__all__ = ["KV_CACHES", "build_kv_cache", "list_kv_caches"]
+__all__ = ["KV_CACHES", "build_kv_cache", "cache_defaults", "list_kv_caches"]
 
-KV_CACHES: dict[str, type[Cache]] = {"kivi": KIVICache, "squat": SQuatCache}
-_SQUAT_ONLY = ("rank", "lam", "block_size")
+KV_CACHES: dict[str, type[QuantizedKVCache]] = {"kivi": KIVICache, "squat": SQuatCache}
 
 
 def list_kv_caches() -> list[str]:
@@ -20,21 +26,31 @@ def list_kv_caches() -> list[str]:
     return sorted(KV_CACHES)
 
 
+def _cache_class(name: str) -> type[QuantizedKVCache]:
+    if name not in KV_CACHES:
+        raise ConfigError(f"unknown kv cache {name!r}; choose none, {', '.join(list_kv_caches())}")
+    return KV_CACHES[name]
+
+
+def cache_defaults(name: str) -> dict[str, object]:
+    """``{option: default}`` of cache ``name``, from its config dataclass (``none``: ``{}``).
+
+    E.g. ``cache_defaults("squat")["rank"] == 8``. ``value_group_size`` None means min(G, d).
+    """
+    if name in (None, "none"):
+        return {}
+    return {f.name: f.default for f in fields(_cache_class(name).config_class)}
+
+
 def build_kv_cache(
     name: str, model: PreTrainedModel | None = None, **options: object
-) -> Cache | None:
+) -> QuantizedKVCache | None:
     """A fresh cache ``name`` (``kivi``/``squat``; ``none``/None gives None) with ``options``.
 
-    Options a cache does not take (e.g. ``rank`` for ``kivi``) are ignored when None and
-    rejected otherwise.
+    Options that are None are left at the config's default; an option the cache does not take
+    (e.g. ``rank`` for ``kivi``) raises ConfigError.
     """
     if name in (None, "none"):
         return None
-    if name not in KV_CACHES:
-        raise ConfigError(f"unknown kv cache {name!r}; choose none, {', '.join(list_kv_caches())}")
-    opts = {k: v for k, v in options.items() if v is not None}
-    if name != "squat":
-        bad = [k for k in opts if k in _SQUAT_ONLY]
-        if bad:
-            raise ConfigError(f"kv cache {name!r} has no option {bad[0]!r} (SQuat only)")
-    return KV_CACHES[name](model, **opts)
+    cls = _cache_class(name)
+    return cls(model, **{k: v for k, v in options.items() if v is not None})
