@@ -20,7 +20,7 @@ $(BIN)/burnish: pyproject.toml
 setup: $(BIN)/burnish
 
 quickstart: setup
-	$(BIN)/burnish quickstart --output quickstart-out
+	$(BIN)/burnish quickstart --output quickstart-out --overwrite
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

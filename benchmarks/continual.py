@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -93,7 +94,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--tasks", default="sorting,reversal,addition,comparison")
     p.add_argument("--methods", default="sft,lora,osft-uniform,osft-adaptive,multitask")
-    p.add_argument("--steps", type=int, default=100, help="optimizer steps per task")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=100,
+        help="at most this many optimizer steps per task (one epoch of --samples may be fewer)",
+    )
     p.add_argument("--samples", type=int, default=4000, help="training samples per task")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -159,7 +165,13 @@ def main() -> None:
             f"({results[method]['seconds']} s)",
             flush=True,
         )
-    doc = {"tasks": tasks, "config": {k: str(v) for k, v in vars(args).items()}, "results": results}
+    config = {k: str(v) for k, v in vars(args).items()}
+    # What ran, not what was asked: one epoch of --samples caps the steps of every stage.
+    config["steps_per_task_run"] = str(min(args.steps, math.ceil(args.samples / args.batch)))
+    config["multitask_steps_run"] = str(
+        min(args.steps * len(tasks), math.ceil(args.samples * len(tasks) / args.batch))
+    )
+    doc = {"tasks": tasks, "config": config, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     _plot(doc, args.out.with_suffix(".png"))

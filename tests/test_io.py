@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from burnish.errors import BurnishError, DataError
-from burnish.io import append_jsonl, atomic_dir, atomic_write_text, read_jsonl, write_jsonl
+from burnish.errors import BurnishError, DataError, OutputExistsError
+from burnish.io import (
+    MODEL_WEIGHT_FILES,
+    append_jsonl,
+    atomic_dir,
+    atomic_file,
+    atomic_write_text,
+    check_output_dir,
+    check_output_file,
+    read_jsonl,
+    remove_owned,
+    write_jsonl,
+)
 
 
 def test_jsonl_round_trip(tmp_path: Path) -> None:
@@ -50,16 +63,76 @@ def test_atomic_write_text(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["f.txt"]
 
 
-def test_atomic_dir_success_replaces(tmp_path: Path) -> None:
+def test_atomic_dir_keeps_files_it_did_not_write(tmp_path: Path) -> None:
+    """Landing in an existing folder replaces same-named entries (and stale weights) only."""
     target = tmp_path / "d"
     target.mkdir()
-    (target / "old.txt").write_text("old")
-    with atomic_dir(target) as tmp:
+    (target / "notes.txt").write_text("mine")
+    (target / "config.json").write_text("old")
+    (target / "model-00001-of-00002.safetensors").write_text("old shard")
+    with atomic_dir(target, stale=MODEL_WEIGHT_FILES) as tmp:
         assert tmp != target and tmp.parent == tmp_path
-        (tmp / "new.txt").write_text("new")
-        assert (target / "old.txt").exists()  # untouched until the block finishes
-    assert [p.name for p in target.iterdir()] == ["new.txt"]
+        (tmp / "config.json").write_text("new")
+        (tmp / "model.safetensors").write_text("new weights")
+        assert (target / "config.json").read_text() == "old"  # untouched until the end
+    assert sorted(p.name for p in target.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "notes.txt",
+    ]
+    assert (target / "config.json").read_text() == "new"
+    assert (target / "notes.txt").read_text() == "mine"
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+def test_outputs_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        f = atomic_write_text(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("a")
+        with atomic_file(tmp_path / "g.bin") as tmp:
+            tmp.write_bytes(b"1")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(f.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "g.bin").stat().st_mode) == 0o644
+
+
+def test_check_output_refuses_what_exists(tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text("x")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        check_output_file(tmp_path / "f.txt")
+    assert check_output_file(tmp_path / "f.txt", overwrite=True) == tmp_path / "f.txt"
+    with pytest.raises(OutputExistsError, match="is a folder"):
+        check_output_file(tmp_path / "d", overwrite=True)
+    with pytest.raises(OutputExistsError, match="--resume to continue it, --overwrite"):
+        check_output_dir(tmp_path / "d", resume=False)
+    with pytest.raises(OutputExistsError, match="is a file"):
+        check_output_dir(tmp_path / "f.txt", overwrite=True)
+    (tmp_path / "empty").mkdir()
+    check_output_dir(tmp_path / "empty")
+    check_output_dir(tmp_path / "new")
+    check_output_dir(tmp_path / "d", overwrite=True)
+
+
+def test_remove_owned_leaves_other_files(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text("")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "x").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    assert remove_owned(tmp_path, ("metrics.jsonl", "state")) == ["metrics.jsonl", "state"]
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_non_utf8_jsonl_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"latin1\.jsonl:2: not UTF-8 text \(byte 0xe9"):
+        read_jsonl(path)
 
 
 @pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])

@@ -12,7 +12,9 @@ __all__ = [
     "ConfigError",
     "DataError",
     "ModelLoadError",
+    "OutputExistsError",
     "TaskError",
+    "Terminated",
 ]
 
 
@@ -37,3 +39,11 @@ class TaskError(BurnishError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message; keep it readable.
         return str(self.args[0]) if self.args else ""
+
+
+class OutputExistsError(BurnishError, FileExistsError):
+    """An output already exists (or is the wrong kind of path) and may not be replaced."""
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler, so a terminated run cleans up as on Ctrl-C."""

@@ -9,8 +9,9 @@ import json
 import time
 from pathlib import Path
 
+from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
-from burnish.io import atomic_write_text, write_jsonl
+from burnish.io import atomic_write_text, check_output_dir, remove_owned, write_jsonl
 from burnish.models.io import load_model
 from burnish.models.zoo import resolve_model
 from burnish.tasks import get_task
@@ -20,6 +21,10 @@ from burnish.train.sft import run_sft
 __all__ = ["run_quickstart"]
 
 
+# What the quickstart writes in its output folder (the only entries --overwrite removes).
+QUICKSTART_OUTPUTS = ("report.md", "train.jsonl", "run", "cache")
+
+
 def run_quickstart(
     output: str | Path = "quickstart-out",
     model: str = "base",
@@ -27,14 +32,24 @@ def run_quickstart(
     steps: int = 150,
     n_eval: int = 100,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Run the quickstart; returns the path of the Markdown report."""
+    """Run the quickstart; returns the path of the Markdown report.
+
+    An ``output`` folder that is not empty is refused unless ``overwrite``, which replaces
+    only what the quickstart writes there.
+    """
     output = Path(output)
     get_task(task)  # unknown task -> clear error before any work
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps must be at least 1, got {steps!r}")
+    check_output_dir(output, overwrite=overwrite, what="quickstart folder")
+    if overwrite:
+        remove_owned(output, QUICKSTART_OUTPUTS)
     src = resolve_model(model)
     m, tok = load_model(src)
     t0 = time.time()
-    before = evaluate(m, tok, [task], n_eval)[task]
+    before = evaluate(m, tok, [task], n_eval, progress=progress)[task]
     data = output / "train.jsonl"
     write_jsonl(data, (e.to_messages() for e in get_task(task).generate(20_000, "train")))
     cfg = SFTConfig(
@@ -51,7 +66,7 @@ def run_quickstart(
         cache_dir=str(output / "cache"),
     )
     result = run_sft(cfg, progress=progress, model=m, tokenizer=tok)
-    after = evaluate(m, tok, [task], n_eval)[task]
+    after = evaluate(m, tok, [task], n_eval, progress=progress)[task]
     minutes = (time.time() - t0) / 60
     summary = json.loads((output / "run" / "summary.json").read_text())
     report = "\n".join(

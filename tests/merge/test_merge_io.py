@@ -84,7 +84,8 @@ def test_sharded_merge_loads_in_plain_transformers(family, merge_yaml, tmp_path:
 
 def test_merge_of_identical_models_is_the_model(family, tmp_path: Path) -> None:
     yaml = f"merge_method: ties\nbase_model: {family['base']}\nmodels:\n"
-    yaml += f"  - model: {family['ft1']}\n  - model: {family['ft1']}\nparameters: {{density: 1}}\n"
+    yaml += f"  - model: {family['ft1']}\n  - model: {family['ft1']}\n"
+    yaml += "parameters: {density: 1, weight: 1}\n"
     (tmp_path / "m.yaml").write_text(yaml)
     run_merge(load_merge_config(tmp_path / "m.yaml"), tmp_path / "out")
     ids = torch.tensor([[1, 5, 9, 12]])
@@ -108,7 +109,7 @@ def test_mismatched_shapes_name_the_tensor(family, tmp_path: Path, tiny_model, t
     wide = _write(tmp_path, "wide", tiny_model("llama", intermediate_size=96), tok)
     (tmp_path / "m.yaml").write_text(
         f"merge_method: task_arithmetic\nbase_model: {family['base']}\nmodels:\n"
-        f"  - model: {family['ft0']}\n  - model: {wide}\n"
+        f"  - model: {family['ft0']}\n  - model: {wide}\nparameters: {{weight: 1}}\n"
     )
     with pytest.raises(ModelLoadError, match=r"tensor 'model\.layers\.0\.mlp\.down_proj\.weight'"):
         run_merge(load_merge_config(tmp_path / "m.yaml"), tmp_path / "out")
@@ -119,6 +120,7 @@ def test_other_architecture_refused(family, tmp_path: Path, tiny_model, tok) -> 
     qwen = _write(tmp_path, "qwen", tiny_model("qwen2"), tok)
     (tmp_path / "m.yaml").write_text(
         f"merge_method: linear\nbase_model: {family['base']}\nmodels:\n  - model: {qwen}\n"
+        "parameters: {weight: 1}\n"
     )
     with pytest.raises(ModelLoadError, match="architecture"):
         run_merge(load_merge_config(tmp_path / "m.yaml"), tmp_path / "out")
@@ -127,6 +129,7 @@ def test_other_architecture_refused(family, tmp_path: Path, tiny_model, tok) -> 
 def test_missing_model_dir_named(family, tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(
         f"merge_method: linear\nmodels:\n  - model: {family['ft0']}\n  - model: /no/such/dir\n"
+        "parameters: {weight: 1}\n"
     )
     with pytest.raises(ModelLoadError, match="/no/such/dir"):
         run_merge(load_merge_config(tmp_path / "m.yaml"), tmp_path / "out")
@@ -149,7 +152,7 @@ def test_interrupted_merge_leaves_nothing(
     monkeypatch.setattr(ShardedWriter, "write", failing_write)
     cfg = load_merge_config(merge_yaml(tmp_path / "m.yaml", "ties", "parameters: {density: 0.5}\n"))
     with pytest.raises(KeyboardInterrupt):
-        run_merge(cfg, out, max_shard_size=30_000)
+        run_merge(cfg, out, max_shard_size=30_000, overwrite=True)
     assert len(calls) == 5
     assert [p.name for p in out.iterdir()] == ["keep.txt"]  # old output untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml", "out"]  # no temp dirs
@@ -166,7 +169,7 @@ def test_peak_live_input_tensors_stay_far_below_model_sizes(
     models = "".join(f"  - model: {d}\n" for d in dirs[1:])
     (tmp_path / "m.yaml").write_text(
         f"merge_method: dare_ties\nbase_model: {dirs[0]}\nmodels:\n{models}"
-        "parameters: {density: 0.5}\naim: {omega: 0.4, max_texts: 4}\n"
+        "parameters: {density: 0.5, weight: 0.3}\naim: {omega: 0.4, max_texts: 4}\n"
     )
     live, peak = [0], [0]
     real_read = LazyCheckpoint.read

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from burnish.errors import ConfigError, TaskError
+from burnish.errors import ConfigError, OutputExistsError, TaskError
 from burnish.train.continual import backward_transfer, run_continual
 
 OPTS = {
@@ -42,10 +42,42 @@ def test_two_task_sequence_writes_matrix_and_resumes(
     assert (out / "matrix.png").read_bytes()[:4] == b"\x89PNG"
     stage1 = out / "stage1-sorting" / "eval.json"
     before = stage1.stat().st_mtime_ns
-    # A rerun finds both stages done: nothing retrained, same matrix.
-    again = run_continual(str(model_dir), ["sorting", "reversal"], out, method, 40, 4, OPTS)
+    # Without --resume the finished run is refused, not overwritten.
+    with pytest.raises(OutputExistsError, match="--resume"):
+        run_continual(str(model_dir), ["sorting", "reversal"], out, method, 40, 4, OPTS)
+    # A resumed run finds both stages done: nothing retrained, same matrix.
+    again = run_continual(
+        str(model_dir), ["sorting", "reversal"], out, method, 40, 4, OPTS, resume=True
+    )
     assert again.matrix == res.matrix
     assert stage1.stat().st_mtime_ns == before
+
+
+def test_data_and_eval_seeds_are_exposed(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--samples N is no longer always the first N problems of seed 0, nor the evaluation."""
+    import burnish.train.continual as continual_mod
+
+    data: list[str] = []
+    eval_seeds: list[int] = []
+    real_evaluate = continual_mod.evaluate
+
+    def record(start: str, cfg) -> Path:
+        data.append(Path(cfg.data).read_text())
+        return Path(start)
+
+    def evaluate(*args, seed: int = 0, **kwargs):
+        eval_seeds.append(seed)
+        return real_evaluate(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(continual_mod, "evaluate", evaluate)
+    tasks = ["sorting", "reversal"]
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        run_continual(str(model_dir), tasks, out, record, 8, 2, OPTS, data_seed=seed, eval_seed=7)
+    assert data[0] != data[2] and data[1] != data[3]  # stage data follows data_seed
+    assert set(eval_seeds) == {7}
 
 
 def test_custom_stage_trainer_gets_each_stage(model_dir: Path, tmp_path: Path) -> None:

@@ -10,12 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from burnish.errors import BurnishError, ConfigError
+from burnish.errors import BurnishError, ConfigError, DataError, OutputExistsError
 from burnish.eval import evaluate
 from burnish.io import read_jsonl, write_jsonl
 from burnish.models import load_model
 from burnish.tasks import get_task
-from burnish.train import SFTConfig, load_config, run_sft, sft
+from burnish.train import SFTConfig, load_config, run_sft
+from burnish.train.sft import sft
 
 
 def _write_task(path: Path, task: str, n: int) -> Path:
@@ -170,8 +171,114 @@ def test_resume_refuses_other_config_or_missing_state(tmp_path: Path, model_dir:
         run_sft(cfg, resume=True, progress=False)
     run_sft(cfg, progress=False, stop_after_steps=1)
     other = cfg.model_copy(update={"lr": 1e-2})
-    with pytest.raises(BurnishError, match="different configuration"):
+    with pytest.raises(BurnishError, match=r"cannot resume: lr was 0\.003, now 0\.01"):
         run_sft(other, resume=True, progress=False)
+    changed = _write_task(tmp_path / "other.jsonl", "sorting", 40)
+    with pytest.raises(BurnishError, match="cannot resume: the training samples differ"):
+        run_sft(cfg.model_copy(update={"data": str(changed)}), resume=True, progress=False)
+
+
+def test_resume_compares_content_not_paths(tmp_path: Path, model_dir: Path) -> None:
+    """A moved run folder, a respelled data path and a raised max_steps still resume."""
+    data = _write_task(tmp_path / "train.jsonl", "reversal", 80)
+    cfg = _cfg(tmp_path, model_dir, data, "run").model_copy(
+        update={"lr_scheduler": "constant", "warmup_steps": 0, "max_steps": 3}
+    )
+    straight = run_sft(
+        cfg.model_copy(update={"output_dir": str(tmp_path / "s"), "max_steps": 6}), progress=False
+    )
+    run_sft(cfg, progress=False)  # 3 steps, complete
+    moved = tmp_path / "moved"
+    (tmp_path / "run").rename(moved)
+    copy = tmp_path / "sub" / "copy.jsonl"
+    copy.parent.mkdir()
+    copy.write_bytes(data.read_bytes())
+    again = cfg.model_copy(
+        update={
+            "output_dir": str(moved),
+            "data": f"{copy.parent}/../sub/copy.jsonl",
+            "max_steps": 6,
+        }
+    )
+    resumed = run_sft(again, resume=True, progress=False)
+    assert resumed.steps == 6
+    a = load_file(str(straight.final_model / "model.safetensors"))
+    b = load_file(str(resumed.final_model / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_existing_run_folder_is_refused_and_overwrite_keeps_foreign_files(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    data = _write_task(tmp_path / "train.jsonl", "reversal", 20)
+    cfg = _cfg(tmp_path, model_dir, data, "run").model_copy(update={"max_steps": 1})
+    run_sft(cfg, progress=False)
+    notes = tmp_path / "run" / "notes.txt"
+    notes.write_text("mine")
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(OutputExistsError, match="--resume to continue it, --overwrite"):
+        run_sft(cfg, progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before  # nothing touched
+    (tmp_path / "run" / "checkpoints" / "stale").mkdir(parents=True)
+    run_sft(cfg, progress=False, overwrite=True)
+    assert notes.read_text() == "mine"
+    assert not (tmp_path / "run" / "checkpoints" / "stale").exists()  # burnish's own: gone
+    assert len(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 1
+    with pytest.raises(OutputExistsError, match="is a file"):
+        run_sft(cfg.model_copy(update={"output_dir": str(data)}), progress=False)
+
+
+def test_max_tokens_per_step_is_a_hard_bound(tmp_path: Path, model_dir: Path) -> None:
+    data = _write_task(tmp_path / "train.jsonl", "reversal", 40)  # samples of ~30 tokens
+    cfg = _cfg(tmp_path, model_dir, data, "run").model_copy(
+        update={"max_tokens_per_step": 10, "max_steps": 1}
+    )
+    with pytest.raises(ConfigError, match="more than max_tokens_per_step=10"):
+        run_sft(cfg, progress=False)
+    ok = cfg.model_copy(update={"max_tokens_per_step": 40, "output_dir": str(tmp_path / "ok")})
+    run_sft(ok, progress=False)
+    import burnish.train.sft as sft_mod
+    from burnish.train.distributed import DistInfo
+
+    ds = sft_mod.prepare_dataset(data, load_model(model_dir)[1], 64, tmp_path / "cache")
+    mbs, _ = sft_mod.rank_minibatches(list(range(16)), ds, DistInfo(), 40, 40, 0, torch.float32)
+    assert all(mb.input_ids.numel() <= 40 for mb in mbs)
+
+
+def test_empty_turns_are_dropped_and_counted(tmp_path: Path, model_dir: Path) -> None:
+    rows = [e.to_messages() for e in get_task("reversal").generate(10, "train")]
+    rows[3]["messages"][1]["content"] = ""
+    rows[5]["messages"][0]["content"] = "   "
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    cfg = _cfg(tmp_path, model_dir, data, "run").model_copy(update={"max_steps": 1})
+    result = run_sft(cfg, progress=False)
+    assert result.data_report.dropped_empty_turn == 2
+    assert result.data_report.samples_kept == 8
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["dropped_empty_turn"] == 2
+
+
+def test_prepared_safetensors_data_trains(tmp_path: Path, model_dir: Path, tok) -> None:
+    from burnish.data import prepare_dataset
+
+    data = _write_task(tmp_path / "train.jsonl", "reversal", 40)
+    prepared = tmp_path / "train.safetensors"
+    prepare_dataset(data, load_model(model_dir)[1], 512, use_cache=False).save(prepared)
+    a = run_sft(
+        _cfg(tmp_path, model_dir, data, "jsonl").model_copy(update={"max_steps": 2}), progress=False
+    )
+    b = run_sft(
+        _cfg(tmp_path, model_dir, prepared, "prepared").model_copy(update={"max_steps": 2}),
+        progress=False,
+    )
+    wa = load_file(str(a.final_model / "model.safetensors"))
+    wb = load_file(str(b.final_model / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    other = tok.__class__.from_pretrained(str(model_dir))
+    other.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    with pytest.raises(DataError, match="another tokenizer or chat template"):
+        prepare_dataset(prepared, other, 512)
 
 
 def test_killed_run_resumes_from_the_periodic_state(

@@ -8,7 +8,26 @@ import typer
 
 from burnish.cli.common import console
 
-__all__ = ["aim_apply_command", "aim_stats_command", "merge_command"]
+__all__ = [
+    "aim_apply_command",
+    "aim_stats_command",
+    "kept_merge",
+    "kept_stats",
+    "merge_command",
+]
+
+OVERWRITE_OPT = typer.Option(
+    False, help="Write into an existing folder: replaces the model files, keeps other files."
+)
+
+
+def kept_merge(out: Path, **_: object) -> str:
+    """An interrupted merge leaves nothing: its temporary folder is removed."""
+    return f"nothing was written to {out} (the partial output was removed); run it again"
+
+
+def kept_stats(output: Path, **_: object) -> str:
+    return f"nothing was written to {output}; run it again"
 
 
 def merge_command(
@@ -20,9 +39,12 @@ def merge_command(
     ),
     max_shard_size: str | None = typer.Option(None, help="Largest output shard, e.g. 2GB."),
     progress: bool = typer.Option(True, help="Show a progress bar over tensors."),
+    overwrite: bool = OVERWRITE_OPT,
 ) -> None:
     """Merge fine-tunes of one base model (linear, task_arithmetic, ties, dare_linear,
-    dare_ties, breadcrumbs, breadcrumbs_ties), optionally with AIM, one tensor at a time."""
+    dare_ties, breadcrumbs, breadcrumbs_ties), optionally with AIM, one tensor at a time.
+
+    OUT must be new or empty (or pass --overwrite), and outside every input model."""
     from burnish.merge import load_merge_config, run_merge
     from burnish.train.config import parse_overrides
 
@@ -30,7 +52,9 @@ def merge_command(
     if omega is not None:
         overrides["aim"] = {**_aim_section(config), "omega": omega}
     cfg = load_merge_config(config, overrides)
-    result = run_merge(cfg, out, max_shard_size=max_shard_size, progress=progress)
+    result = run_merge(
+        cfg, out, max_shard_size=max_shard_size, progress=progress, overwrite=overwrite
+    )
     console.print(
         f"merged {result.tensors} tensors into {result.output} ({result.shards} shard(s), "
         f"{result.seconds:.1f} s)"
@@ -53,15 +77,21 @@ def aim_stats_command(
     model: str = typer.Argument(..., help="Base model directory or zoo name."),
     data: str = typer.Argument("zoo", help="Calibration text file or JSONL; 'zoo' = task mix."),
     output: Path = typer.Option(..., "--output", "-o", help="Statistics file (.safetensors)."),
-    block_size: int = typer.Option(512, help="Tokens per calibration block."),
-    max_texts: int = typer.Option(256, help="Calibration blocks at most."),
-    batch_size: int = typer.Option(8, help="Blocks per forward pass."),
+    block_size: int = typer.Option(512, min=2, help="Tokens per calibration block."),
+    max_texts: int = typer.Option(256, min=1, help="Calibration blocks at most."),
+    batch_size: int = typer.Option(8, min=1, help="Blocks per forward pass."),
+    overwrite: bool = typer.Option(False, help="Recompute and replace an existing OUTPUT."),
+    chat_template: Path | None = typer.Option(
+        None, "--chat-template", help="Jinja chat template file, for a model without one."
+    ),
 ) -> None:
     """Precompute AIM statistics (mean |input activation| per channel of every linear layer
     and norm of MODEL) for use as ``aim: {stats: FILE}``."""
+    from burnish.io import check_output_file
     from burnish.merge import compute_or_load_stats
     from burnish.models.zoo import resolve_model
 
+    check_output_file(output, overwrite)
     stats, path = compute_or_load_stats(
         resolve_model(model),
         None if data == "zoo" else data,
@@ -69,6 +99,8 @@ def aim_stats_command(
         block_size,
         max_texts,
         batch_size,
+        overwrite=overwrite,
+        chat_template=chat_template,
     )
     console.print(f"AIM statistics of {len(stats)} weights -> {path}")
 
@@ -81,6 +113,7 @@ def aim_apply_command(
     stats: Path | None = typer.Option(None, help="Statistics file (from aim-stats)."),
     data: str | None = typer.Option(None, help="Calibration data when there is no stats file."),
     progress: bool = typer.Option(True, help="Show a progress bar over tensors."),
+    overwrite: bool = OVERWRITE_OPT,
 ) -> None:
     """Apply AIM to any merged model as a post-step."""
 
@@ -89,5 +122,5 @@ def aim_apply_command(
 
     values = {"omega": omega, "stats": str(stats) if stats else None, "data": data}
     aim = load_config(AIMConfig, None, values)
-    result = apply_aim(merged, base, out, aim, progress=progress)
+    result = apply_aim(merged, base, out, aim, progress=progress, overwrite=overwrite)
     console.print(f"AIM (omega {omega}) applied to {result.tensors} tensors -> {result.output}")

@@ -10,8 +10,9 @@ import typer
 from pydantic import BaseModel
 
 from burnish.cli.common import console
-from burnish.train.config import SFTConfig
-from burnish.train.osft import OSFTConfig
+from burnish.train.config import OSFTConfig, SFTConfig
+
+__all__ = ["kept", "osft_command", "sft_command"]
 
 
 def _fields_help(cls: type[BaseModel]) -> str:
@@ -22,28 +23,49 @@ def _fields_help(cls: type[BaseModel]) -> str:
     return "\n\n".join(lines)
 
 
-def _train(
+def _config(
     cls: type[SFTConfig],
     config: Path | None,
     model: str | None,
     data: str | None,
     output_dir: str | None,
     set_: list[str],
-    resume: bool,
-) -> None:
+    allow_pickle: bool,
+    chat_template: Path | None,
+) -> SFTConfig:
+    """The validated config: YAML, then --set overrides, then the explicit options."""
     from burnish.train.config import load_config, parse_overrides
+
+    overrides = parse_overrides(set_)
+    overrides.update({"model": model, "data": data, "output_dir": output_dir})
+    if allow_pickle:
+        overrides["allow_pickle"] = True
+    if chat_template is not None:
+        overrides["chat_template"] = str(chat_template)
+    return load_config(cls, config, overrides)
+
+
+def _train(cls: type[SFTConfig], resume: bool, overwrite: bool, **options: object) -> None:
+    from burnish.data.dataset import describe_report
+    from burnish.train.config import with_recommended
     from burnish.train.distributed import shutdown_distributed
     from burnish.train.osft import OSFT
     from burnish.train.sft import run_sft
 
-    overrides = parse_overrides(set_)
-    overrides.update({"model": model, "data": data, "output_dir": output_dir})
-    cfg = load_config(cls, config, overrides)
+    cfg, used = with_recommended(_config(cls, **options))  # type: ignore[arg-type]
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if used and main_rank:
+        console.print(
+            "using the model card's recommended "
+            + ", ".join(f"{k}={v}" for k, v in used.items())
+            + f" ({cfg.model}); set them with --set to override"
+        )
     method = OSFT(cfg) if isinstance(cfg, OSFTConfig) else None
-    result = run_sft(cfg, resume=resume, method=method)
+    result = run_sft(cfg, resume=resume, method=method, overwrite=overwrite)
     shutdown_distributed()  # under torchrun: leave the process group before exiting
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not main_rank:
         return  # one report, from the main rank
+    console.print("data: " + describe_report(result.data_report))
     console.print(
         f"final model: {result.final_model}  (steps {result.steps}, loss {result.final_loss:.4f})"
     )
@@ -53,12 +75,48 @@ def _train(
         console.print("early signals: " + json.dumps(result.early_signals))
 
 
+def kept(**options: object) -> str:
+    """What an interrupted ``sft``/``osft`` left on disk, and how to continue it."""
+    from burnish.train.checkpoint import STATE_DIR
+
+    allowed = ("config", "model", "data", "output_dir", "set_", "allow_pickle", "chat_template")
+    # OSFTConfig accepts every SFT key too: one parser for both commands.
+    cfg = _config(OSFTConfig, **{k: options[k] for k in allowed})  # type: ignore[arg-type]
+    state = Path(cfg.output_dir) / STATE_DIR / "trainer_state.json"
+    if not state.is_file():
+        return (
+            f"no resumable state was saved yet in {cfg.output_dir} (every "
+            f"{cfg.save_state_every_steps} steps and at epoch ends); rerun with --overwrite "
+            "to start again"
+        )
+    step = json.loads(state.read_text())["trainer"]["step"]
+    return (
+        f"{state.parent} holds the state after step {step}; run the same command with --resume "
+        "to continue from there"
+    )
+
+
 CONFIG_ARG = typer.Argument(None, help="YAML config (see examples/).")
 MODEL_OPT = typer.Option(None, "--model", "-m", help="Model directory or zoo name.")
-DATA_OPT = typer.Option(None, "--data", "-d", help="Chat JSONL training data.")
+DATA_OPT = typer.Option(
+    None, "--data", "-d", help="Chat JSONL, or a .safetensors file from `burnish data prepare`."
+)
 OUT_OPT = typer.Option(None, "--output-dir", "-o", help="Run directory.")
 SET_OPT = typer.Option([], "--set", "-s", help="Override a config key: KEY=VALUE.")
-RESUME_OPT = typer.Option(False, help="Continue from OUTPUT_DIR/state after a stop.")
+RESUME_OPT = typer.Option(
+    False,
+    help="Continue the run in OUTPUT_DIR from its saved state (same settings, model and data, "
+    "compared by content; max_steps/epochs may be raised).",
+)
+OVERWRITE_OPT = typer.Option(
+    False, help="Start over in an OUTPUT_DIR that holds a run (only burnish's files go)."
+)
+PICKLE_OPT = typer.Option(
+    False, "--allow-pickle", help="Accept a pickle (.bin) checkpoint. Unsafe: runs its code."
+)
+TEMPLATE_OPT = typer.Option(
+    None, "--chat-template", help="Jinja chat template file, for a model without one."
+)
 
 
 def sft_command(
@@ -68,13 +126,27 @@ def sft_command(
     output_dir: str | None = OUT_OPT,
     set_: list[str] = SET_OPT,
     resume: bool = RESUME_OPT,
+    overwrite: bool = OVERWRITE_OPT,
+    allow_pickle: bool = PICKLE_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
     """Fine-tune with packed, padding-free batches (AdamW, per-token-mean loss).
 
     Writes metrics.jsonl, summary.json (with early signals), loss.png and HF checkpoints
     under the output directory; final weights go to OUTPUT_DIR/final.
     """
-    _train(SFTConfig, config, model, data, output_dir, set_, resume)
+    _train(
+        SFTConfig,
+        resume,
+        overwrite,
+        config=config,
+        model=model,
+        data=data,
+        output_dir=output_dir,
+        set_=set_,
+        allow_pickle=allow_pickle,
+        chat_template=chat_template,
+    )
 
 
 def osft_command(
@@ -84,13 +156,27 @@ def osft_command(
     output_dir: str | None = OUT_OPT,
     set_: list[str] = SET_OPT,
     resume: bool = RESUME_OPT,
+    overwrite: bool = OVERWRITE_OPT,
+    allow_pickle: bool = PICKLE_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
     """Full fine-tuning confined to the complement of each weight's frozen top singular subspace.
 
     Same recipe, data, packing, checkpoints, resume and torchrun support as `burnish sft`;
     the output is a plain dense HF checkpoint.
     """
-    _train(OSFTConfig, config, model, data, output_dir, set_, resume)
+    _train(
+        OSFTConfig,
+        resume,
+        overwrite,
+        config=config,
+        model=model,
+        data=data,
+        output_dir=output_dir,
+        set_=set_,
+        allow_pickle=allow_pickle,
+        chat_template=chat_template,
+    )
 
 
 sft_command.__doc__ = (sft_command.__doc__ or "") + "\n\n" + _fields_help(SFTConfig)

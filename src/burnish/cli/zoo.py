@@ -38,10 +38,17 @@ def list_command() -> None:
 def build_command(
     names: str = typer.Option("", help="Comma-separated zoo models (default: all)."),
     out: Path | None = typer.Option(None, help="Output folder (default: the package's zoo)."),
+    overwrite: bool = typer.Option(
+        False, help="Replace existing model folders under OUT (the shipped zoo included)."
+    ),
+    progress: bool = typer.Option(True, help="Show training and evaluation progress."),
 ) -> None:
-    """Retrain zoo models from seed with burnish's SFT recipe (minutes on 2 CPU cores)."""
+    """Retrain zoo models from seed with burnish's SFT recipe (minutes on 2 CPU cores).
+
+    Existing model folders are refused without --overwrite (all are checked first)."""
     from burnish.models.zoo import ZOO_DIR
     from burnish.train.zoo import build_zoo
 
-    for card in build_zoo(split_names(names) or None, out or ZOO_DIR):
+    targets = split_names(names) or None
+    for card in build_zoo(targets, out or ZOO_DIR, progress=progress, overwrite=overwrite):
         console.print(f"built {card['name']} in {card['build_seconds']} s: {card['accuracy']}")

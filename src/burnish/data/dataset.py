@@ -17,17 +17,21 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase
 
-from burnish.data.tokenize import IGNORE_INDEX, tokenize_conversation
+from burnish.data.tokenize import IGNORE_INDEX, tokenize_conversation, validate_messages
 from burnish.errors import DataError
-from burnish.io import atomic_write_text, read_jsonl
+from burnish.io import atomic_file, atomic_write_text, read_jsonl
 
 __all__ = [
     "DataReport",
     "TokenizedDataset",
     "default_cache_dir",
+    "describe_report",
     "prepare_dataset",
     "tokenize_rows",
+    "tokenizer_fingerprint",
 ]
+
+_FORMAT = "burnish-tokenized-v2"  # bump when what a prepared file holds changes
 
 
 @dataclass
@@ -37,6 +41,7 @@ class DataReport:
     samples_in: int = 0
     samples_kept: int = 0
     dropped_too_long: int = 0
+    dropped_empty_turn: int = 0  # a user or assistant message with no content
     tokens: int = 0
     loss_tokens: int = 0
     max_seq_len: int = 0
@@ -50,6 +55,7 @@ class TokenizedDataset:
     input_ids: list[torch.Tensor]
     labels: list[torch.Tensor]
     report: DataReport = field(default_factory=DataReport)
+    tokenizer_fingerprint: str = ""  # of the tokenizer and chat template that made the ids
     _lengths: list[int] | None = field(default=None, init=False, repr=False, compare=False)
     _loss_tokens: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -68,31 +74,54 @@ class TokenizedDataset:
             self._loss_tokens = [int((y != IGNORE_INDEX).sum()) for y in self.labels]
         return self._loss_tokens
 
+    def fingerprint(self) -> str:
+        """sha256 of every sample's ids and labels: the training content, however the data
+        file was named or prepared."""
+        h = hashlib.sha256()
+        for ids, labels in zip(self.input_ids, self.labels, strict=True):
+            h.update(ids.numpy().tobytes())
+            h.update(labels.numpy().tobytes())
+        return h.hexdigest()
+
     def save(self, path: str | Path) -> None:
-        """Store as one safetensors file: flat ids and labels, sample offsets, report metadata."""
+        """Store as one safetensors file: flat ids and labels, sample offsets, and metadata
+        (the report and the tokenizer fingerprint, checked when the file is trained on)."""
         offsets = torch.tensor([0, *torch.tensor(self.lengths()).cumsum(0).tolist()])
         tensors = {
             "input_ids": torch.cat(self.input_ids) if self.input_ids else torch.zeros(0),
             "labels": torch.cat(self.labels) if self.labels else torch.zeros(0),
             "offsets": offsets,
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata={"report": json.dumps(asdict(self.report))})
-        os.replace(tmp, path)
+        meta = {
+            "format": _FORMAT,
+            "report": json.dumps(asdict(self.report)),
+            "tokenizer": self.tokenizer_fingerprint,
+        }
+        with atomic_file(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
 
     @classmethod
     def load(cls, path: str | Path) -> TokenizedDataset:
-        from safetensors import safe_open
+        """Read a file written by :meth:`save`; DataError if it is not one."""
+        from safetensors import SafetensorError, safe_open
 
-        t = load_file(str(path))
-        with safe_open(str(path), "pt") as f:
-            report = DataReport(**json.loads(f.metadata()["report"]))
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such prepared data file")
+        try:
+            t = load_file(str(path))
+            with safe_open(str(path), "pt") as f:
+                meta = f.metadata() or {}
+            report = DataReport(**json.loads(meta["report"]))
+        except (SafetensorError, KeyError, TypeError, ValueError):
+            raise DataError(
+                f"{path}: not a dataset written by `burnish data prepare` (or truncated); "
+                "prepare it again from the chat JSONL"
+            ) from None
         off = t["offsets"].tolist()
         ids = [t["input_ids"][a:b].long() for a, b in itertools.pairwise(off)]
         labels = [t["labels"][a:b].long() for a, b in itertools.pairwise(off)]
-        return cls(ids, labels, report)
+        return cls(ids, labels, report, meta.get("tokenizer", ""))
 
 
 def tokenize_rows(
@@ -103,7 +132,8 @@ def tokenize_rows(
 ) -> TokenizedDataset:
     """Tokenize chat rows ``{"messages": [...], "unmask": bool?}``; drop samples too long.
 
-    A sample is dropped (and counted) when it has ``max_seq_len`` tokens or more.
+    A sample is dropped (and counted) when it has ``max_seq_len`` tokens or more, or when a
+    user or assistant message has no content (it would train the model to answer nothing).
     """
     report = DataReport(samples_in=len(rows), max_seq_len=max_seq_len)
     ids_out: list[torch.Tensor] = []
@@ -112,6 +142,9 @@ def tokenize_rows(
         where = f"{source}:{i + 1}"
         if "messages" not in row:
             raise DataError(f"{where}: missing 'messages' (expected chat rows)")
+        if _has_empty_turn(validate_messages(row["messages"], where)):
+            report.dropped_empty_turn += 1
+            continue
         ids, labels = tokenize_conversation(
             row["messages"], tokenizer, bool(row.get("unmask")), where
         )
@@ -124,12 +157,31 @@ def tokenize_rows(
         report.loss_tokens += sum(1 for x in labels if x != IGNORE_INDEX)
         report.longest_kept = max(report.longest_kept, len(ids))
     report.samples_kept = len(ids_out)
-    if not ids_out:
-        raise DataError(
-            f"{source}: no sample left after dropping {report.dropped_too_long} of "
-            f"{report.samples_in} at or above max_seq_len={max_seq_len}; raise max_seq_len"
-        )
-    return TokenizedDataset(ids_out, labels_out, report)
+    _check_some_left(report, source)
+    return TokenizedDataset(ids_out, labels_out, report, tokenizer_fingerprint(tokenizer))
+
+
+def _has_empty_turn(messages: list[dict[str, str]]) -> bool:
+    return any(m["role"] != "system" and not m["content"].strip() for m in messages)
+
+
+def _check_some_left(report: DataReport, source: str) -> None:
+    if report.samples_kept:
+        return
+    raise DataError(
+        f"{source}: no sample left of {report.samples_in}: {report.dropped_too_long} at or "
+        f"above max_seq_len={report.max_seq_len} (raise max_seq_len), "
+        f"{report.dropped_empty_turn} with an empty user or assistant turn"
+    )
+
+
+def describe_report(report: DataReport) -> str:
+    """One line: what was kept and why the rest was dropped."""
+    return (
+        f"kept {report.samples_kept} of {report.samples_in} samples ({report.tokens} tokens, "
+        f"{report.loss_tokens} trained); dropped {report.dropped_too_long} at or above "
+        f"max_seq_len={report.max_seq_len} and {report.dropped_empty_turn} with an empty turn"
+    )
 
 
 def default_cache_dir() -> Path:
@@ -137,7 +189,8 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("BURNISH_CACHE", Path.home() / ".cache" / "burnish"))
 
 
-def _tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """sha256 of the tokenizer's vocabulary/model and chat template (what fixes the ids)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     core = (
         backend.to_str()
@@ -154,13 +207,21 @@ def prepare_dataset(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
 ) -> TokenizedDataset:
-    """Load a chat JSONL file, tokenize it, cache the result; return the dataset with its report."""
+    """Load training data, tokenized, with its report.
+
+    ``data`` is a chat JSONL file (tokenized here and cached) or a ``.safetensors`` file
+    written by ``burnish data prepare`` with the same tokenizer and chat template (samples at
+    or above ``max_seq_len`` are dropped and counted, as for JSONL).
+    """
     data = Path(data)
+    if data.suffix == ".safetensors":
+        return _prepared(data, tokenizer, max_seq_len)
     rows = read_jsonl(data)  # validates the file and every line first
     if not rows:
         raise DataError(f"{data}: the file has no rows")
     key = hashlib.sha256(
-        (_tokenizer_fingerprint(tokenizer) + f"|{max_seq_len}|").encode() + data.read_bytes()
+        (tokenizer_fingerprint(tokenizer) + f"|{max_seq_len}|{_FORMAT}|").encode()
+        + data.read_bytes()
     ).hexdigest()[:24]
     cache = Path(cache_dir or default_cache_dir()) / "data" / f"{key}.safetensors"
     if use_cache and cache.is_file():
@@ -169,6 +230,34 @@ def prepare_dataset(
     if use_cache:
         ds.save(cache)
     return ds
+
+
+def _prepared(path: Path, tokenizer: PreTrainedTokenizerBase, max_seq_len: int) -> TokenizedDataset:
+    """A dataset file from ``burnish data prepare``, checked against ``tokenizer``."""
+    ds = TokenizedDataset.load(path)
+    if ds.tokenizer_fingerprint != tokenizer_fingerprint(tokenizer):
+        raise DataError(
+            f"{path}: prepared with another tokenizer or chat template than this model's; "
+            "prepare it again with `burnish data prepare --model MODEL`, or train on the JSONL"
+        )
+    keep = [i for i, n in enumerate(ds.lengths()) if n < max_seq_len]
+    if len(keep) == len(ds):
+        return ds
+    r = ds.report
+    kept_ids = [ds.input_ids[i] for i in keep]
+    kept_labels = [ds.labels[i] for i in keep]
+    report = DataReport(
+        samples_in=r.samples_in,
+        samples_kept=len(keep),
+        dropped_too_long=r.dropped_too_long + len(ds) - len(keep),
+        dropped_empty_turn=r.dropped_empty_turn,
+        tokens=sum(len(x) for x in kept_ids),
+        loss_tokens=sum(int((y != IGNORE_INDEX).sum()) for y in kept_labels),
+        max_seq_len=max_seq_len,
+        longest_kept=max((len(x) for x in kept_ids), default=0),
+    )
+    _check_some_left(report, str(path))
+    return TokenizedDataset(kept_ids, kept_labels, report, ds.tokenizer_fingerprint)
 
 
 def write_report(report: DataReport, path: str | Path) -> None:

@@ -78,9 +78,13 @@ def plan_minibatches(
     """Pack sequences into rows, then group rows into minibatches.
 
     A minibatch of R rows padded to its longest row L holds at most ``max_tokens_per_step``
-    slots (R * L), except that a single row always forms a minibatch. Returns minibatches as
-    lists of rows of sequence indices (indices into ``lengths``).
+    slots (R * L); ``row_len`` must not exceed it (ValueError), so the bound always holds.
+    Returns minibatches as lists of rows of sequence indices (indices into ``lengths``).
     """
+    if row_len > max_tokens_per_step:
+        raise ValueError(
+            f"rows of {row_len} tokens cannot fit minibatches of {max_tokens_per_step} slots"
+        )
     rows = pack_rows(lengths, row_len)
     used = [sum(lengths[i] for i in r) for r in rows]
     order = sorted(range(len(rows)), key=lambda r: -used[r])

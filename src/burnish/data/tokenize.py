@@ -15,6 +15,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from burnish.errors import DataError
+from burnish.models.io import chat_text
 
 __all__ = ["IGNORE_INDEX", "tokenize_conversation", "validate_messages"]
 
@@ -40,7 +41,7 @@ def validate_messages(messages: Any, where: str = "sample") -> list[dict[str, st
 def _render(tok: PreTrainedTokenizerBase, msgs: Sequence[dict], gen: bool = False) -> str:
     if not msgs:
         return ""
-    return tok.apply_chat_template(list(msgs), tokenize=False, add_generation_prompt=gen)
+    return chat_text(tok, list(msgs), add_generation_prompt=gen)
 
 
 def _trainable_spans(

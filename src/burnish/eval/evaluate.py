@@ -9,10 +9,12 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from burnish.errors import ConfigError
 from burnish.eval.generate import generate_chat
-from burnish.io import atomic_write_text
+from burnish.io import atomic_write_text, check_output_file
 from burnish.models.io import load_model
 from burnish.models.zoo import resolve_model
+from burnish.progress import Advance, progress_bar
 from burnish.tasks import get_task
 
 __all__ = ["TaskResult", "evaluate", "evaluate_model", "format_table"]
@@ -55,14 +57,24 @@ def evaluate(
     ``kv_cache`` ("none", "kivi", "squat") decodes with a fresh quantized KV cache per batch,
     built by :func:`burnish.kvcache.build_kv_cache` with ``kv_options`` (bits, group_size,
     residual_length, rank, lam, block_size); the model's attention is switched to
-    ``burnish_kv`` for the run and restored afterwards.
+    ``burnish_kv`` for the run and restored afterwards. ``progress`` shows a bar over the
+    problems of all tasks.
     """
+    for name, value in (("n_problems", n_problems), ("batch_size", batch_size)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    if num_samples < 1:
+        raise ConfigError(f"num_samples must be at least 1, got {num_samples}")
     quantized = kv_cache not in (None, "none")
     if quantized:
         from burnish.kvcache import build_kv_cache, kv_attention
 
         build_kv_cache(kv_cache, None, **(kv_options or {}))  # validate options up front
-    with kv_attention(model) if quantized else nullcontext():
+    total = n_problems * len(tasks)
+    with (
+        kv_attention(model) if quantized else nullcontext(),
+        progress_bar(total, "eval", progress) as advance,
+    ):
         return _evaluate(
             model,
             tokenizer,
@@ -75,6 +87,7 @@ def evaluate(
             keep_examples,
             kv_cache if quantized else None,
             kv_options or {},
+            advance,
         )
 
 
@@ -90,6 +103,7 @@ def _evaluate(
     keep_examples: int,
     kv_cache: str | None,
     kv_options: dict,
+    advance: Advance,
 ) -> dict[str, TaskResult]:
     results = {}
     for name in tasks:
@@ -120,6 +134,8 @@ def _evaluate(
                 finals.append([task.extract_answer(c) for c in completions])
                 if len(shown) < keep_examples:
                     shown.append({"prompt": p.prompt, "gold": p.final, "output": completions[0]})
+            done = sum(sum(c) for c in correct) / (len(correct) * num_samples)
+            advance(len(chunk), info=f"{name} accuracy {done:.3f}")
         acc = sum(sum(c) for c in correct) / (len(correct) * num_samples)
         res = TaskResult(name, len(problems), acc, num_samples, examples=shown)
         if num_samples > 1:
@@ -137,12 +153,26 @@ def evaluate_model(
     output: str | Path | None = None,
     dtype: str = "float32",
     device: str = "cpu",
+    overwrite: bool = False,
+    allow_pickle: bool = False,
+    chat_template: str | Path | None = None,
     **options: object,
 ) -> dict[str, TaskResult]:
-    """Python API behind ``burnish eval``: load, evaluate, optionally write JSON."""
+    """Python API behind ``burnish eval``: load, evaluate, optionally write JSON.
+
+    An existing ``output`` is refused unless ``overwrite``; ``options`` go to :func:`evaluate`.
+    """
     for name in tasks:
         get_task(name)  # fail on an unknown task before loading anything
-    m, tok = load_model(resolve_model(model), dtype=dtype, device=device)
+    if output is not None:
+        check_output_file(output, overwrite)
+    m, tok = load_model(
+        resolve_model(model),
+        dtype=dtype,
+        device=device,
+        allow_pickle=allow_pickle,
+        chat_template=chat_template,
+    )
     results = evaluate(m, tok, tasks, **options)  # type: ignore[arg-type]
     if output is not None:
         doc = {"model": str(model), "results": {k: asdict(v) for k, v in results.items()}}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from burnish.models.io import chat_text
+
 __all__ = ["generate_chat"]
 
 
@@ -28,9 +30,7 @@ def generate_chat(
     if temperature == 0 and num_samples != 1:
         raise ValueError("greedy decoding gives one completion per prompt; set temperature > 0")
     texts = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
+        chat_text(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True)
         for p in prompts
     ]
     side = tokenizer.padding_side

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from burnish.io import atomic_file
+
 __all__ = ["plot_loss_curve"]
 
 
@@ -30,9 +32,7 @@ def plot_loss_curve(rows: list[dict], path: str | Path, title: str = "training l
     ax.set_title(title)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path

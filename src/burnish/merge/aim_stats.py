@@ -23,8 +23,9 @@ from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from burnish.errors import DataError, ModelLoadError
-from burnish.io import read_jsonl
+from burnish.io import atomic_file, read_jsonl
 from burnish.merge.lazy import LazyCheckpoint
+from burnish.models.io import chat_text
 
 __all__ = [
     "calibration_blocks",
@@ -44,7 +45,7 @@ _ZOO_PER_TASK = 64
 
 
 def _chat(tok: PreTrainedTokenizerBase, messages: list[dict]) -> str:
-    return tok.apply_chat_template(messages, tokenize=False)
+    return chat_text(tok, messages)
 
 
 def _texts(data: str | None, tok: PreTrainedTokenizerBase) -> list[str]:
@@ -194,13 +195,8 @@ def data_hash(blocks: list[list[int]]) -> str:
 def save_stats(path: str | Path, stats: dict[str, Tensor], meta: dict[str, str]) -> Path:
     """Write statistics atomically (temporary name, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         save_file({k: v.contiguous() for k, v in stats.items()}, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -227,24 +223,29 @@ def compute_or_load_stats(
     block_size: int = 512,
     max_texts: int = 256,
     batch_size: int = 8,
+    overwrite: bool = False,
+    chat_template: str | Path | None = None,
 ) -> tuple[dict[str, Tensor], Path]:
     """AIM statistics of the base model on ``data``; computed once, then read from a file.
 
     With ``stats_path`` given and present, the file is used if it was computed for this base
     model (and for ``data``, when ``data`` is given); a mismatch is an error, never silently
-    overwritten. A missing ``stats_path`` is computed and written. Without ``stats_path`` the
-    cache is $BURNISH_CACHE/aim/<model hash>-<data hash>.safetensors.
+    overwritten. A missing ``stats_path`` is computed and written; ``overwrite`` recomputes
+    and replaces an existing one. Without ``stats_path`` the cache is
+    $BURNISH_CACHE/aim/<model hash>-<data hash>.safetensors. ``chat_template``: a Jinja file
+    for a base model without one (calibration chats are rendered with it).
     Returns (weight name -> a [C], the file holding them).
     """
     base_dir = Path(base_dir)
     m_hash = model_hash(base_dir)
-    if stats_path is not None and Path(stats_path).is_file() and data is None:
+    reuse = not overwrite
+    if reuse and stats_path is not None and Path(stats_path).is_file() and data is None:
         return _checked(Path(stats_path), m_hash, None), Path(stats_path)
-    tok = _tokenizer(base_dir)
+    tok = _tokenizer(base_dir, chat_template)
     blocks = calibration_blocks(data, tok, block_size, max_texts)
     d_hash = data_hash(blocks)
     path = Path(stats_path or _cache_dir() / f"{m_hash[:16]}-{d_hash[:16]}.safetensors")
-    if path.is_file():
+    if reuse and path.is_file():
         return _checked(path, m_hash, d_hash), path
     return _compute(base_dir, tok, blocks, batch_size, path, m_hash, d_hash, data), path
 
@@ -288,7 +289,7 @@ def _compute(
     return stats
 
 
-def _tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
+def _tokenizer(model_dir: Path, chat_template: str | Path | None) -> PreTrainedTokenizerBase:
     from burnish.models.io import load_tokenizer
 
-    return load_tokenizer(model_dir)
+    return load_tokenizer(model_dir, chat_template=chat_template)

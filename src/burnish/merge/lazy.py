@@ -45,7 +45,7 @@ class LazyCheckpoint:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = check_model_dir(path)
+        self.path = check_model_dir(path, pickle_readable=False)
         self.config: dict = json.loads((self.path / "config.json").read_text())
         self.files = _weight_map(self.path)
         self._info: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}

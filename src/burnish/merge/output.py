@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from burnish.io import atomic_dir
+from burnish.io import MODEL_WEIGHT_FILES, atomic_dir
 from burnish.merge.writer import ShardedWriter, TensorSpec
 from burnish.models.io import load_tokenizer
+from burnish.progress import progress_bar
 
 __all__ = ["write_checkpoint"]
-
-
-@contextmanager
-def _progress(enabled: bool, total: int, label: str) -> Iterator[Callable[[str], None]]:
-    """Yield ``advance(tensor_name)``; a rich bar over tensors when ``enabled``."""
-    if not enabled:
-        yield lambda _name: None
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[tensor]}"),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task(label, total=total, tensor="")
-        yield lambda name: bar.update(task, advance=1, tensor=name)
 
 
 def write_checkpoint(
@@ -56,13 +37,13 @@ def write_checkpoint(
     tokenizer is loaded from ``tokenizer_dir`` and saved. Nothing is left at ``out`` if
     anything fails. Returns the number of shards.
     """
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, stale=MODEL_WEIGHT_FILES) as tmp:
         writer = ShardedWriter(tmp, specs, max_shard_bytes)
         try:
-            with _progress(progress, len(specs), label) as advance:
+            with progress_bar(len(specs), label, progress) as advance:
                 for spec in specs:
                     writer.write(spec.name, compute(spec.name).to(spec.dtype))
-                    advance(spec.name)
+                    advance(info=spec.name)
         finally:
             writer.close()
         writer.finish()

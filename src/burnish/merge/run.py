@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from burnish.errors import ModelLoadError
+from burnish.errors import ModelLoadError, OutputExistsError
+from burnish.io import check_output_dir
 from burnish.merge.aim import aim_relax, channel_importance, module_omega
 from burnish.merge.aim_stats import compute_or_load_stats
 from burnish.merge.config import AIMConfig, MergeConfig
@@ -26,7 +27,7 @@ from burnish.merge.writer import TensorSpec, parse_size
 from burnish.models.io import parse_dtype
 from burnish.models.zoo import resolve_model
 
-__all__ = ["MergeResult", "apply_aim", "check_compatible", "run_merge"]
+__all__ = ["MergeResult", "apply_aim", "check_compatible", "check_merge_output", "run_merge"]
 
 _TIED_OUTPUT = "lm_head.weight"  # absent from checkpoints of tied models
 
@@ -127,6 +128,20 @@ def _relaxer(aim: AIMConfig | None, base: LazyCheckpoint) -> tuple[_Relaxer | No
     return _Relaxer(stats, aim), path
 
 
+def check_merge_output(out: str | Path, inputs: list[Path], overwrite: bool) -> Path:
+    """Refuse an output folder that is (or lies inside) an input model, or that already holds
+    files, unless ``overwrite`` (then only the files the merge writes are replaced)."""
+    target = Path(out).resolve()
+    for model in inputs:
+        source = Path(model).resolve()
+        if target == source or source in target.parents:
+            raise OutputExistsError(
+                f"{out}: is {'' if target == source else 'inside '}the input model {model}; "
+                "the merge would replace it: choose an output folder outside every input model"
+            )
+    return check_output_dir(out, overwrite=overwrite, what="output model folder")
+
+
 def _tokenizer_dir(config: MergeConfig) -> Path:
     if config.tokenizer_source == "base":
         return resolve_model(config.base_model or config.models[0].model)
@@ -139,12 +154,15 @@ def run_merge(
     *,
     max_shard_size: int | str | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> MergeResult:
     """Merge the configured models into a new HF directory ``out`` (written atomically).
 
     Args:
         config: the validated merge configuration (see :class:`MergeConfig`).
-        out: output directory; replaced only when the merge completes.
+        out: output directory; it lands only when the merge completes. An existing non-empty
+            folder is refused unless ``overwrite`` (which replaces only what the merge writes),
+            and so is a folder that is or lies inside an input model.
         max_shard_size: override ``config.max_shard_size`` (e.g. "2GB" or bytes).
         progress: show a progress bar over tensors.
     """
@@ -152,6 +170,8 @@ def run_merge(
     method = get_method(config.merge_method)
     readers = [LazyCheckpoint(resolve_model(m.model)) for m in config.merged_models()]
     base = LazyCheckpoint(resolve_model(config.base_model)) if config.base_model else None
+    tok_dir = _tokenizer_dir(config)
+    check_merge_output(out, [r.path for r in [base, *readers] if r] + [tok_dir], overwrite)
     reference = base or readers[0]
     names = check_compatible(reference, [r for r in [base, *readers] if r is not reference and r])
     dtype = parse_dtype(config.dtype) if config.dtype else None
@@ -173,7 +193,7 @@ def run_merge(
         _specs(reference, names, dtype),
         compute,
         config_dir=reference.path,
-        tokenizer_dir=_tokenizer_dir(config),
+        tokenizer_dir=tok_dir,
         dtype=dtype,
         extra_files={"merge_config.yaml": _dump(config)},
         max_shard_bytes=parse_size(max_shard_size or config.max_shard_size),
@@ -191,16 +211,19 @@ def apply_aim(
     *,
     max_shard_size: int | str = "5GB",
     progress: bool = False,
+    overwrite: bool = False,
 ) -> MergeResult:
     """AIM as a post-step on any merged model: relax ``merged`` towards ``base`` into ``out``.
 
     Tensors without statistics (embeddings, biases) are copied from ``merged`` unchanged; the
-    output keeps ``merged``'s dtypes, config and tokenizer.
+    output keeps ``merged``'s dtypes, config and tokenizer. ``out`` is refused as in
+    :func:`run_merge`.
     """
     t0 = time.perf_counter()
     aim = aim or AIMConfig()
     merged_ckpt = LazyCheckpoint(resolve_model(merged))
     base_ckpt = LazyCheckpoint(resolve_model(base))
+    check_merge_output(out, [merged_ckpt.path, base_ckpt.path], overwrite)
     names = check_compatible(merged_ckpt, [base_ckpt])
     relax, stats_path = _relaxer(aim, base_ckpt)
     assert relax is not None

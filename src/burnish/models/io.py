@@ -7,6 +7,7 @@ passes ``allow_pickle=True``; ``trust_remote_code`` is off unless turned on. Sav
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -22,15 +23,19 @@ from transformers import (
 )
 
 from burnish.errors import ConfigError, ModelLoadError
-from burnish.io import atomic_dir
+from burnish.io import MODEL_WEIGHT_FILES, atomic_dir
 
 __all__ = [
+    "chat_text",
     "check_model_dir",
     "load_config",
     "load_model",
     "load_tokenizer",
+    "model_fingerprint",
     "model_from_config",
+    "parse_device",
     "parse_dtype",
+    "read_chat_template",
     "save_model",
 ]
 
@@ -43,6 +48,7 @@ _DTYPES = {
     "fp16": torch.float16,
 }
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_LOAD_ONLY_KWARGS = ("local_files_only", "is_local")
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -54,10 +60,47 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-def check_model_dir(path: str | Path, allow_pickle: bool = False) -> Path:
+def parse_device(device: str | torch.device) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' | 'mps' -> a torch.device this machine has.
+
+    ConfigError (naming the flag's value and how to fix it) for a device this torch build or
+    machine lacks, instead of a traceback from deep inside torch.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        if torch.version.cuda is None:
+            raise ConfigError(
+                f"device {device!r}: this PyTorch build ({torch.__version__}) has no CUDA "
+                "support; use --device cpu (or install a CUDA build of torch)"
+            )
+        count = torch.cuda.device_count()
+        if count == 0 or (dev.index is not None and dev.index >= count):
+            raise ConfigError(
+                f"device {device!r}: {count} CUDA device(s) visible; use --device cpu or "
+                "another index (check CUDA_VISIBLE_DEVICES)"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available here; use --device cpu")
+    return dev
+
+
+def check_model_dir(
+    path: str | Path, allow_pickle: bool = False, pickle_readable: bool = True
+) -> Path:
     """Validate that ``path`` is a local HF model directory with loadable weights.
 
-    Returns the resolved path; raises ModelLoadError saying what is missing and how to fix it.
+    ``pickle_readable=False`` is for readers that stream safetensors only (merging): a pickle
+    checkpoint is then refused with advice to convert it. Returns the resolved path; raises
+    ModelLoadError saying what is missing and how to fix it.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -70,27 +113,83 @@ def check_model_dir(path: str | Path, allow_pickle: bool = False) -> Path:
     if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
         return path.resolve()
     pickles = [n for n in names if n.endswith(_PICKLE_SUFFIXES)]
+    if pickles and not pickle_readable:
+        raise ModelLoadError(
+            f"{path}: weights are a pickle checkpoint ({pickles[0]}); this command reads "
+            "safetensors only: convert it first if you trust its source (transformers: "
+            "AutoModelForCausalLM.from_pretrained(DIR).save_pretrained(NEW_DIR))"
+        )
     if pickles and not allow_pickle:
         raise ModelLoadError(
             f"{path}: weights are a pickle checkpoint ({pickles[0]}), which can run arbitrary "
-            "code when loaded; convert it to safetensors, or pass allow_pickle=True "
-            "(CLI: --allow-pickle) if you trust its source"
+            "code when loaded; convert it to safetensors, or pass --allow-pickle "
+            "(Python: allow_pickle=True) if you trust its source"
         )
     if not pickles:
         raise ModelLoadError(f"{path}: no weights found (expected model.safetensors or shards)")
     return path.resolve()
 
 
-def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """Load the tokenizer saved beside a model; errors name the directory."""
+def load_tokenizer(
+    path: str | Path,
+    trust_remote_code: bool = False,
+    chat_template: str | Path | None = None,
+) -> PreTrainedTokenizerBase:
+    """Load the tokenizer saved beside a model; errors name the directory.
+
+    ``chat_template``: a Jinja template file that replaces (or supplies) the tokenizer's own,
+    for base checkpoints that ship without one.
+    """
     path = Path(path).expanduser()
     try:
         tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{path}: cannot load a tokenizer ({e})") from None
+    for key in _LOAD_ONLY_KWARGS:  # how it was loaded here, not part of the tokenizer
+        tok.init_kwargs.pop(key, None)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    if chat_template is not None:
+        tok.chat_template = read_chat_template(chat_template)
     return tok
+
+
+def read_chat_template(path: str | Path) -> str:
+    """The text of a Jinja chat template file; ConfigError if it is missing or not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such chat template file (a Jinja template)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the chat template is not UTF-8 text") from None
+    if "messages" not in text:
+        raise ConfigError(
+            f"{path}: does not look like a chat template (a Jinja template that loops over "
+            "`messages`)"
+        )
+    return text
+
+
+def chat_text(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, str]],
+    add_generation_prompt: bool = False,
+) -> str:
+    """The tokenizer's chat template applied to ``messages`` (text, not ids).
+
+    ModelLoadError, saying how to supply one, when the tokenizer has no chat template.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        name = getattr(tokenizer, "name_or_path", "") or "the model"
+        raise ModelLoadError(
+            f"{name}: the tokenizer has no chat template (common for base checkpoints); pass "
+            "--chat-template FILE with a Jinja template such as ChatML (Python: "
+            "chat_template=FILE)"
+        )
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 def load_model(
@@ -100,6 +199,7 @@ def load_model(
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
     attn_implementation: str = "sdpa",
+    chat_template: str | Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load ``(model, tokenizer)`` from a local HF causal-LM directory.
 
@@ -110,7 +210,9 @@ def load_model(
         allow_pickle: accept ``pytorch_model.bin``-style checkpoints (unsafe; off by default).
         trust_remote_code: run custom modelling code shipped in the directory (off by default).
         attn_implementation: "sdpa" (default) or "eager".
+        chat_template: a Jinja chat template file for a tokenizer without one.
     """
+    device = parse_device(device)
     path = check_model_dir(path, allow_pickle=allow_pickle)
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -126,7 +228,8 @@ def load_model(
         ) from None
     model.to(device)
     model.eval()
-    return model, load_tokenizer(path, trust_remote_code=trust_remote_code)
+    tok = load_tokenizer(path, trust_remote_code=trust_remote_code, chat_template=chat_template)
+    return model, tok
 
 
 def model_from_config(
@@ -153,7 +256,7 @@ def save_model(
     ``state_dict`` replaces the model's own (e.g. the gathered full state of a sharded model).
     """
     path = Path(path)
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, stale=MODEL_WEIGHT_FILES) as tmp:
         state = None if state_dict is None else _drop_tied(model, state_dict)
         if dtype is not None:
             target = parse_dtype(dtype)
@@ -182,6 +285,17 @@ def _drop_tied(model: PreTrainedModel, state: dict[str, torch.Tensor]) -> dict[s
     out_emb = model.get_output_embeddings()
     names = {f"{n}.weight" for n, m in model.named_modules() if m is out_emb}
     return {k: v for k, v in state.items() if k not in names}
+
+
+def model_fingerprint(model: PreTrainedModel) -> str:
+    """sha256 over every parameter's name, shape, dtype and first 4096 values: the weights'
+    identity wherever they were loaded from (fine-tunes of one base differ in every tensor,
+    so they never share it; a copied or moved model keeps it). Cheap at any model size."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(f"{name}|{tuple(p.shape)}|{p.dtype}|".encode())
+        h.update(p.detach().reshape(-1)[:4096].float().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_config(path: str | Path) -> PretrainedConfig:

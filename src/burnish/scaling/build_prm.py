@@ -43,6 +43,7 @@ from transformers import PreTrainedModel
 from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
 from burnish.eval.generate import generate_chat
+from burnish.io import check_output_dir
 from burnish.models.io import load_model, save_model
 from burnish.models.zoo import ZOO_DIR, resolve_model
 from burnish.scaling.reward import (
@@ -449,8 +450,14 @@ def train_likelihood_prm(spec: PRMSpec, rows, tok, log=print, t0: float | None =
     return model, log_beta.exp().item(), bias.item(), float(loss.item())
 
 
-def build_arith_prm(spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=print) -> dict:
-    """Sample, label, train, evaluate and save the PRM; returns its card."""
+def build_arith_prm(
+    spec: PRMSpec = PRMSpec(), out_root: Path = ZOO_DIR, log=print, overwrite: bool = False
+) -> dict:
+    """Sample, label, train, evaluate and save the PRM; returns its card.
+
+    An existing ``out_root/spec.name`` folder is refused unless ``overwrite``.
+    """
+    check_output_dir(Path(out_root) / spec.name, overwrite=overwrite, what="PRM model folder")
     t0 = time.time()
     torch.manual_seed(spec.seed)
     policy, tok = load_model(resolve_model(spec.parent))
@@ -603,6 +610,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--untie", action="store_true", help="two_class: own lm_head")
     ap.add_argument("--freeze-policy", action="store_true", help="two_class: train new parts")
     ap.add_argument("--dense", type=float, default=d.dense, help="two_class: per-char labels")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing OUT/NAME")
     args = ap.parse_args(argv)
     spec = replace(
         d,
@@ -617,7 +625,7 @@ def main(argv: list[str] | None = None) -> None:
         dense=args.dense,
         description=TWO_CLASS_DESCRIPTION if args.kind == "two_class" else d.description,
     )
-    print(json.dumps(build_arith_prm(spec, out_root=args.out), indent=2))
+    print(json.dumps(build_arith_prm(spec, out_root=args.out, overwrite=args.overwrite), indent=2))
 
 
 if __name__ == "__main__":

@@ -28,11 +28,14 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from burnish.errors import ConfigError
+from burnish.models.io import chat_text
 from burnish.scaling.batching import MicroBatcher
 from burnish.scaling.particles import Particle, Usage
+from burnish.scaling.settings import AGGREGATIONS
 
 __all__ = [
     "AGGREGATIONS",
+    "PRM_KINDS",
     "HFProcessRewardModel",
     "LikelihoodProcessRewardModel",
     "LogProbReward",
@@ -47,8 +50,6 @@ __all__ = [
     "prm_input_ids",
     "score_particles",
 ]
-
-AGGREGATIONS = ("model", "last", "min", "prod")
 
 
 @runtime_checkable
@@ -106,9 +107,7 @@ def prm_input_ids(
     Layout: the chat prompt with the assistant turn opened, then ``step + separator`` for each
     step. Returns ``(ids, positions)``; the score of step i is read at ``positions[i]``.
     """
-    head = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-    )
+    head = chat_text(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True)
     ids = list(tokenizer(head, add_special_tokens=False)["input_ids"])
     sep = tokenizer(separator, add_special_tokens=False)["input_ids"]
     positions = []
@@ -400,35 +399,39 @@ class LogProbReward:
         return out
 
 
+PRM_KINDS = ("two_class", "likelihood")
+
+
 def load_prm(
-    name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"
+    name_or_path: str | Path,
+    device: str = "cpu",
+    dtype: str = "float32",
+    kind: str | None = None,
+    allow_pickle: bool = False,
 ) -> SeparatorRewardModel:
     """Load a PRM directory or zoo name, configured by the "prm" key of its card.json.
 
-    ``{"kind": "two_class", "separator", "good", "bad"}`` (the default; newline, "+", "-")
-    gives a :class:`HFProcessRewardModel`; ``{"kind": "likelihood", "separator", "beta",
-    "bias"}`` a :class:`LikelihoodProcessRewardModel`."""
+    ``{"kind": "two_class", "separator", "good", "bad"}`` gives a
+    :class:`HFProcessRewardModel` (newline, "+", "-" by default); ``{"kind": "likelihood",
+    "separator", "beta", "bias"}`` a :class:`LikelihoodProcessRewardModel`. A model whose card
+    has no "prm" section is refused (it would score noise) unless ``kind`` names the head,
+    which then uses that kind's defaults; ``kind`` must agree with a card that has one.
+    """
     from burnish.models.io import load_model
     from burnish.models.zoo import resolve_model
 
+    if kind is not None and kind not in PRM_KINDS:
+        raise ConfigError(f"unknown PRM kind {kind!r}; choose one of {', '.join(PRM_KINDS)}")
     path = resolve_model(name_or_path)
-    model, tok = load_model(path, dtype=dtype, device=device)
-    opts: dict = {}
-    card = Path(path) / "card.json"
-    if card.is_file():
-        opts = json.loads(card.read_text()).get("prm", {})
-    kind = opts.get("kind", "two_class")
-    if kind == "likelihood":
+    opts = _card_prm(Path(path), kind, name_or_path)
+    model, tok = load_model(path, dtype=dtype, device=device, allow_pickle=allow_pickle)
+    if opts["kind"] == "likelihood":
         return LikelihoodProcessRewardModel(
             model,
             tok,
             separator=opts.get("separator", "\n"),
             beta=opts.get("beta", 1.0),
             bias=opts.get("bias", 0.0),
-        )
-    if kind != "two_class":
-        raise ConfigError(
-            f"{card}: unknown PRM kind {kind!r}; expected 'two_class' or 'likelihood'"
         )
     return HFProcessRewardModel(
         model,
@@ -437,3 +440,25 @@ def load_prm(
         good=opts.get("good", "+"),
         bad=opts.get("bad", "-"),
     )
+
+
+def _card_prm(path: Path, kind: str | None, name: str | Path) -> dict:
+    """The PRM options of a model's card, checked against the ``kind`` the user named."""
+    card = path / "card.json"
+    opts = json.loads(card.read_text()).get("prm") if card.is_file() else None
+    if opts is None:
+        if kind is None:
+            raise ConfigError(
+                f"{name}: not a process reward model (its card.json has no 'prm' section), so "
+                "its scores would be noise; pass --prm-kind two_class (a '+'/'-' head at each "
+                "step separator, Qwen2.5-Math-PRM style) or --prm-kind likelihood if it is one"
+            )
+        return {"kind": kind}
+    card_kind = opts.get("kind", "two_class")
+    if card_kind not in PRM_KINDS:
+        raise ConfigError(
+            f"{card}: unknown PRM kind {card_kind!r}; expected one of {', '.join(PRM_KINDS)}"
+        )
+    if kind is not None and kind != card_kind:
+        raise ConfigError(f"{name}: its card says PRM kind {card_kind!r}, not {kind!r}")
+    return {**opts, "kind": card_kind}

@@ -1,33 +1,92 @@
-"""Run a search over a task's held-out problems: JSONL per problem (resumable) + a summary.
+"""Run a search over held-out problems: JSONL per problem (resumable) + a summary.
 
-Every finished problem is appended to the output JSONL at once (flushed), so a killed run loses
-at most the problems in flight; rerunning with the same output skips the problems already
-there (a torn last line is dropped) and refuses a file written with different settings.
+Problems come from a task's split (seeded, with task options) or from the user's own JSONL
+(``{"prompt": ..., "answer": ...}`` a line). Every finished problem is appended to the output
+JSONL at once (flushed), so a killed run loses at most the problems in flight. Every row
+carries the whole search configuration (policy and PRM by content, problems, seeds, search
+options); ``resume`` continues a file only when that configuration is the same, and names
+the first field that differs otherwise. A torn last line (killed mid-write) is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from burnish.errors import ConfigError
-from burnish.io import append_jsonl, atomic_write_text
+from burnish.errors import BurnishError, ConfigError, DataError, OutputExistsError
+from burnish.io import append_jsonl, atomic_write_text, check_output_file, read_jsonl
 from burnish.scaling.algorithms import SearchOptions, get_algorithm
 from burnish.scaling.particles import Problem
+from burnish.tasks.base import normalize_whitespace
 
-__all__ = ["load_done", "run_search", "search_problems", "summarize"]
+__all__ = [
+    "SearchProblem",
+    "file_problems",
+    "load_done",
+    "run_search",
+    "search_problems",
+    "summarize",
+    "task_problems",
+]
 
-_KEYS = ("algorithm", "budget", "task", "seed")
+_ROW_KEYS = ("algorithm", "budget", "task", "seed")  # also kept at the top of every row
 
 
-def load_done(path: Path, settings: dict[str, Any]) -> dict[int, dict]:
-    """Rows already in ``path`` by problem index; drops a torn last line; ConfigError if the
-    file was written with other settings."""
+@dataclass(frozen=True)
+class SearchProblem:
+    """A prompt and its gold final answer (what ``Answer:`` must say)."""
+
+    prompt: str
+    answer: str
+
+
+def task_problems(
+    task: str, n: int, split: str, seed: int, options: dict[str, Any] | None = None
+) -> list[SearchProblem]:
+    """The first ``n`` problems of ``task``'s ``split`` (seeded; ``options`` are task knobs)."""
+    from burnish.tasks import get_task
+
+    examples = get_task(task, **(options or {})).generate(n, split=split, seed=seed)
+    return [SearchProblem(e.prompt, e.final) for e in examples]
+
+
+def file_problems(path: str | Path, n: int | None = None) -> list[SearchProblem]:
+    """Problems from a JSONL file of ``{"prompt": str, "answer": str | number}`` rows (the
+    first ``n``); DataError naming the line for anything else."""
+    rows = read_jsonl(path)
+    if not rows:
+        raise DataError(f"{path}: the file has no problems")
+    out = []
+    for i, row in enumerate(rows[:n] if n else rows, start=1):
+        prompt, answer = row.get("prompt"), row.get("answer")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DataError(f"{path}:{i}: expected a non-empty string 'prompt'")
+        if isinstance(answer, bool) or not isinstance(answer, str | int | float):
+            raise DataError(f"{path}:{i}: expected an 'answer' (the final answer, a string)")
+        out.append(SearchProblem(prompt, str(answer)))
+    return out
+
+
+def _file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _first_difference(saved: dict, now: dict) -> str | None:
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key):
+            return f"{key} was {saved.get(key)!r}, this run has {now.get(key)!r}"
+    return None
+
+
+def load_done(path: Path, config: dict[str, Any]) -> dict[int, dict]:
+    """Rows already in ``path`` by problem index; drops a torn last line; ConfigError naming
+    the first field where a row's search configuration differs from ``config``."""
     if not path.is_file():
         return {}
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
@@ -45,11 +104,13 @@ def load_done(path: Path, settings: dict[str, Any]) -> dict[int, dict]:
         if not line.endswith("\n"):
             atomic_write_text(path, "".join(good))
             break
-        other = {k: row.get(k) for k in _KEYS}
-        if other != {k: settings[k] for k in _KEYS}:
+        if not isinstance(row, dict) or "config" not in row or "index" not in row:
+            raise ConfigError(f"{path}:{i + 1}: not a row of `burnish scale` (no 'config')")
+        diff = _first_difference(row["config"], config)
+        if diff is not None:
             raise ConfigError(
-                f"{path} holds results of another run ({other}); this run is "
-                f"{ {k: settings[k] for k in _KEYS} }: use another output path"
+                f"{path}:{i + 1}: made with another search configuration ({diff}); resume "
+                "with the same settings, or use --overwrite or another output"
             )
         rows[row["index"]] = row
         good.append(line)
@@ -115,6 +176,25 @@ def summarize(rows: list[dict], settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _prepare_output(output: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse results of an earlier run unless ``resume`` (continue) or ``overwrite``."""
+    if resume and overwrite:
+        raise ConfigError("choose one of --resume (continue the file) and --overwrite")
+    check_output_file(output, overwrite=True)  # a folder is never an output file
+    if output.exists() and not (resume or overwrite):
+        raise OutputExistsError(
+            f"{output}: already holds search results; pass --resume to continue that run "
+            "(same settings), --overwrite to start again, or choose another output"
+        )
+    if overwrite:
+        output.unlink(missing_ok=True)
+        _summary_path(output).unlink(missing_ok=True)
+
+
+def _summary_path(output: Path) -> Path:
+    return output.with_name(output.name + ".summary.json")
+
+
 def run_search(
     model: str,
     prm: str | None,
@@ -129,57 +209,101 @@ def run_search(
     device: str = "cpu",
     options: dict[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
+    *,
+    problems: str | Path | None = None,
+    task_options: dict[str, Any] | None = None,
+    problem_seed: int = 0,
+    prm_kind: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    allow_pickle: bool = False,
+    chat_template: str | Path | None = None,
 ) -> dict[str, Any]:
-    """``burnish scale``: search ``n`` problems of ``task``'s split, write JSONL + summary.
+    """``burnish scale``: search ``n`` problems, write one JSONL row each + a summary.
 
-    ``prm``: a PRM directory or zoo name, "logprob" (the policy's own token probabilities),
-    or None for reward-free algorithms. Returns the summary (also written beside the output
-    as ``<output>.summary.json``).
+    Args:
+        prm: a PRM directory or zoo name, "logprob" (the policy's own token probabilities),
+            or None for reward-free algorithms. ``prm_kind`` names the head of a model whose
+            card does not say it is a PRM (see :func:`burnish.scaling.reward.load_prm`).
+        task: whose answer format and extraction to use, and whose ``split`` problems
+            (``task_options`` knobs, drawn with ``problem_seed``) to search unless
+            ``problems`` (a JSONL of prompt/answer rows) is given.
+        seed: the search's own randomness (sampling, resampling), separate from the problems.
+        options: :class:`SearchOptions` fields (temperature, tau, ...) and
+            :class:`~burnish.scaling.engine.StepConfig` fields; unset ones take their defaults.
+        resume / overwrite: continue an existing ``output`` made with the same configuration
+            (more problems may be added), or replace it; otherwise an existing file is refused.
+    Returns the summary (also written beside the output as ``<output>.summary.json``).
     """
-    from burnish.models.io import load_model
+    from burnish.models.io import load_model, model_fingerprint
     from burnish.models.zoo import resolve_model
+    from burnish.scaling.algorithms import split_budget
     from burnish.scaling.engine import StepConfig
     from burnish.scaling.hf_engine import HFEngine
     from burnish.scaling.reward import LogProbReward, check_tokenizer_compatible, load_prm
     from burnish.tasks import get_task
 
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n (problems to search) must be at least 1, got {n!r}")
     algo = get_algorithm(algorithm)
-    from burnish.scaling.algorithms import split_budget
-
     split_budget(budget)
+    t = get_task(task)
+    output = Path(output)
+    _prepare_output(output, resume, overwrite)
+    if problems is not None:
+        todo = file_problems(problems, n)
+        source = {"problems": _file_hash(problems)}
+    else:
+        todo = task_problems(task, n, split, problem_seed, task_options)
+        source = {
+            "split": split,
+            "task_options": dict(task_options or {}),
+            "problem_seed": problem_seed,
+        }
     options = dict(options or {})
     step = StepConfig(
         **{k: options.pop(k) for k in list(options) if k in StepConfig.__annotations__}
     )
-    t = get_task(task)
-    examples = t.generate(n, split=split, seed=seed)
-    policy, tok = load_model(resolve_model(model), device=device)
-    reward = None
+    policy, tok = load_model(
+        resolve_model(model), device=device, allow_pickle=allow_pickle, chat_template=chat_template
+    )
+    reward, prm_id = None, prm
     if prm == "logprob":
         reward = LogProbReward()
     elif prm:
-        reward = load_prm(prm, device=device)
+        reward = load_prm(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
         check_tokenizer_compatible(tok, reward.tokenizer)
+        prm_id = model_fingerprint(reward.model)
+    if algo.needs_reward and reward is None:
+        raise ConfigError(f"algorithm {algo.name!r} needs a reward model: pass --prm")
     opts = SearchOptions(
         engine=HFEngine(policy, tok, step), reward=reward, extract=t.extract_answer, **options
     )
-    if algo.needs_reward and reward is None:
-        raise ConfigError(f"algorithm {algo.name!r} needs a reward model: pass --prm")
     settings = {"algorithm": algo.name, "budget": budget, "task": task, "seed": seed}
-    output = Path(output)
-    done = load_done(output, settings)
-    gold = {i: e for i, e in enumerate(examples)}
+    config = {
+        **settings,
+        **source,
+        "model": model_fingerprint(policy),
+        "prm": prm_id,
+        "prm_kind": prm_kind,
+        "step": asdict(step),
+        **opts.settings(),
+    }
+    done = load_done(output, config) if resume else {}
 
     def finish(i: int, row: dict) -> None:
-        row.update(settings, gold=gold[i].final, correct=t.score(gold[i].prompt, row["text"]))
+        gold = todo[i].answer
+        answer = t.extract_answer(row["text"])
+        correct = answer is not None and normalize_whitespace(answer) == normalize_whitespace(gold)
+        row.update(settings, gold=gold, correct=correct, config=config)
         append_jsonl(output, row)
         done[i] = row
         if log:
-            log(f"[{len(done)}/{n}] problem {i}: {'right' if row['correct'] else 'wrong'}")
+            log(f"[{len(done)}/{len(todo)}] problem {i}: {'right' if correct else 'wrong'}")
 
     asyncio.run(
         search_problems(
-            [e.prompt for e in examples],
+            [p.prompt for p in todo],
             algo.name,
             budget,
             opts,
@@ -189,9 +313,23 @@ def run_search(
             skip=set(done),
         )
     )
-    rows = [done[i] for i in sorted(done) if i < n]
-    summary = summarize(rows, {**settings, "model": str(model), "prm": prm, "n": n})
-    atomic_write_text(
-        output.with_name(output.name + ".summary.json"), json.dumps(summary, indent=2) + "\n"
-    )
+    rows = [done[i] for i in sorted(done) if i < len(todo)]
+    meta = {**settings, "model": str(model), "prm": prm, "n": len(todo), "problems_file": problems}
+    summary = summarize(rows, {k: str(v) if isinstance(v, Path) else v for k, v in meta.items()})
+    atomic_write_text(_summary_path(output), json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def describe_output(output: str | Path) -> str:
+    """How many problems an interrupted ``burnish scale`` has written (for its exit line)."""
+    output = Path(output)
+    if not output.is_file():
+        return f"no problem was finished; nothing was written to {output}"
+    try:
+        finished = sum(1 for line in output.read_text(encoding="utf-8").splitlines() if line)
+    except (OSError, UnicodeDecodeError, BurnishError):
+        finished = 0
+    return (
+        f"{output} holds {finished} finished problem(s); run the same command with --resume "
+        "to search the rest"
+    )

@@ -48,11 +48,23 @@ def get_task(name: str, **knobs: object) -> Task:
     return cls(**knobs)
 
 
-def mixture(names: list[str], n_per_task: int, split: str, seed: int) -> list[Example]:
-    """``n_per_task`` examples of each named task (default knobs), deterministically shuffled."""
+def mixture(
+    names: list[str],
+    n_per_task: int,
+    split: str,
+    seed: int,
+    knobs: dict[str, object] | None = None,
+) -> list[Example]:
+    """``n_per_task`` examples of each named task, deterministically shuffled.
+
+    ``knobs`` (task options, e.g. ``{"min_operands": 4}``) apply to every named task; a knob
+    a task does not have is a TaskError.
+    """
     examples: list[Example] = []
     for name in names:
-        examples += get_task(name).generate(n_per_task, split=split, seed=seed)
+        examples += get_task(name, **(knobs or {})).generate(n_per_task, split=split, seed=seed)
     key = f"mixture|{','.join(names)}|{n_per_task}|{split}|{seed}"
+    if knobs:
+        key += "|" + ",".join(f"{k}={v!r}" for k, v in sorted(knobs.items()))
     random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)).shuffle(examples)
     return examples

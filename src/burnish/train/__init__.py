@@ -1,6 +1,31 @@
-"""Training: shared step pieces, distributed helpers, checkpoints, and the recipes."""
+"""Training: shared step pieces, distributed helpers, checkpoints, and the recipes.
 
-from burnish.train.config import SFTConfig, load_config, parse_overrides
-from burnish.train.sft import SFTResult, run_sft, sft
+The configs are cheap to import (pydantic only); the recipes (torch) load on first use, so
+the CLI can build its ``--help`` without importing torch.
+"""
 
-__all__ = ["SFTConfig", "SFTResult", "load_config", "parse_overrides", "run_sft", "sft"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from burnish.train.config import OSFTConfig, SFTConfig, load_config, parse_overrides
+
+__all__ = [
+    "OSFTConfig",
+    "SFTConfig",
+    "SFTResult",
+    "load_config",
+    "parse_overrides",
+    "run_sft",
+]
+
+# ``burnish.train.sft`` is the recipe's module; its Python entry point is
+# ``burnish.train.sft.sft`` (also ``burnish.sft``).
+_LAZY = {"SFTResult": "burnish.train.sft", "run_sft": "burnish.train.sft"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'burnish.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

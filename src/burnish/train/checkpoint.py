@@ -8,7 +8,7 @@ any moment resumes from the last complete state with the same weights as an unin
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,14 @@ from burnish.errors import BurnishError
 from burnish.io import atomic_dir, read_jsonl, write_jsonl
 from burnish.train.distributed import load_full_state_dicts
 
-__all__ = ["TrainerState", "load_state", "save_state", "truncate_metrics"]
+__all__ = [
+    "STATE_DIR",
+    "TrainerState",
+    "check_same_run",
+    "load_state",
+    "save_state",
+    "truncate_metrics",
+]
 
 STATE_DIR = "state"
 
@@ -33,7 +40,7 @@ class TrainerState:
     epoch: int = 0
     batch_in_epoch: int = 0
     samples_seen: int = 0
-    config_hash: str = ""
+    fingerprint: dict = field(default_factory=dict)  # see burnish.train.sft.run_fingerprint
 
 
 def save_state(
@@ -79,22 +86,23 @@ def load_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    config_hash: str,
+    fingerprint: dict,
 ) -> TrainerState:
     """Restore everything saved by :func:`save_state` (every rank calls this).
 
-    Refuses a state written with a different configuration.
+    Refuses a state whose run fingerprint differs from ``fingerprint``, naming the field.
     """
     d = out_dir / STATE_DIR
     if not (d / "trainer_state.json").is_file():
         raise BurnishError(f"{d}: no resumable state here (run without --resume to start fresh)")
     doc: dict[str, Any] = json.loads((d / "trainer_state.json").read_text())
-    state = TrainerState(**doc["trainer"])
-    if state.config_hash != config_hash:
+    if "fingerprint" not in doc["trainer"]:
         raise BurnishError(
-            f"{d}: the saved state was made with a different configuration; resume with the "
-            "same config, or choose a new output_dir"
+            f"{d}: the state was saved by an older burnish and cannot be checked; start a new "
+            "run (--overwrite, or another output folder)"
         )
+    state = TrainerState(**doc["trainer"])
+    check_same_run(state.fingerprint, fingerprint, d)
     weights = load_file(str(d / "model.safetensors"))
     optim_state = torch.load(d / "optimizer.pt", weights_only=True)
     load_full_state_dicts(model, weights, optimizer, optim_state)
@@ -104,6 +112,23 @@ def load_state(
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state(rng["cuda"])
     return state
+
+
+_WHAT = {
+    "model": "the starting model's weights differ",
+    "data": "the training samples differ (data file content, tokenizer or chat template)",
+}
+
+
+def check_same_run(saved: dict, now: dict, where: Path) -> None:
+    """BurnishError naming the first field where a saved run's fingerprint differs."""
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key):
+            what = _WHAT.get(key, f"{key} was {saved.get(key)!r}, now {now.get(key)!r}")
+            raise BurnishError(
+                f"{where}: cannot resume: {what}; resume with the settings of the saved run, "
+                "or start again (--overwrite, or another output folder)"
+            )
 
 
 def truncate_metrics(path: Path, step: int) -> None:

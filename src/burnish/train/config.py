@@ -9,9 +9,16 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from burnish.errors import ConfigError
+from burnish.errors import BurnishError, ConfigError
 
-__all__ = ["SFTConfig", "load_config", "parse_overrides"]
+__all__ = [
+    "OSFTConfig",
+    "SFTConfig",
+    "load_config",
+    "parse_overrides",
+    "recommended_options",
+    "with_recommended",
+]
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -33,7 +40,10 @@ class SFTConfig(BaseModel):
         512, gt=1, description="Samples with this many tokens or more are dropped."
     )
     max_tokens_per_step: int = Field(
-        4096, gt=0, description="Token slots per minibatch (forward/backward); bounds memory."
+        4096,
+        gt=0,
+        description="Token slots per minibatch (forward/backward); bounds memory. Packed rows "
+        "are at most min(max_seq_len, this) long; a longer sample is an error.",
     )
     effective_batch_size: int = Field(64, gt=0, description="Samples per optimizer step.")
     epochs: int = Field(1, gt=0, description="Passes over the data.")
@@ -76,6 +86,83 @@ class SFTConfig(BaseModel):
     )
     allow_pickle: bool = Field(False, description="Accept pickle (.bin) checkpoints. Unsafe.")
     trust_remote_code: bool = Field(False, description="Run modelling code shipped with the model.")
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template file for a model whose tokenizer has none (base "
+        "checkpoints); replaces the tokenizer's own if it has one.",
+    )
+
+
+class OSFTConfig(SFTConfig):
+    """SFT plus the orthogonal-subspace constraint (every SFT key applies)."""
+
+    rank_mode: Literal["uniform", "adaptive"] = Field(
+        "uniform", description="uniform unfreeze ratio, or the paper's adaptive per-layer ranks."
+    )
+    unfreeze_rank_ratio: float = Field(
+        0.3, description="uniform mode: share of each matrix's rank left trainable, in (0, 1)."
+    )
+    mrr: float = Field(0.1, description="adaptive mode: minimum retained (frozen) rank ratio.")
+    trr: float = Field(0.8, description="adaptive mode: top retained (frozen) rank ratio.")
+    target_patterns: list[str] | None = Field(
+        None,
+        description="Glob patterns of module names to constrain (default: every Linear "
+        "inside the decoder layers: attention q/k/v/o and MLP gate/up/down).",
+    )
+    calibration_samples: int = Field(
+        64, ge=0, description="adaptive mode: training samples used to measure importance."
+    )
+    projection: Literal["block", "two_sided"] = Field(
+        "two_sided",
+        description="block: keep U_h^T W V_h (the paper's projection); two_sided: also keep "
+        "U_h^T W and W V_h, as the factorised reference trainer does (less forgetting).",
+    )
+    freeze_untargeted: bool = Field(
+        False,
+        description="Also freeze every parameter outside the targets (embeddings, norms, "
+        "lm_head), which otherwise train fully.",
+    )
+    trainable_scale: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Multiplies every matrix's trainable rank share; continual learning lowers "
+        "it task by task so the frozen share grows.",
+    )
+
+
+def recommended_options(model: str, given: set[str], cls: type[BaseModel]) -> dict[str, Any]:
+    """The hyperparameters a model's card recommends (``card.json`` key ``recommended``) for
+    the keys of ``cls`` not in ``given`` (the keys the user set); {} without a card."""
+    import json
+
+    from burnish.models.zoo import resolve_model
+
+    try:
+        card = resolve_model(model) / "card.json"
+    except BurnishError:
+        return {}
+    if not card.is_file():
+        return {}
+    try:
+        recommended = json.loads(card.read_text()).get("recommended", {})
+    except (ValueError, AttributeError):
+        return {}
+    fields = cls.model_fields
+    return {k: v for k, v in recommended.items() if k in fields and k not in given}
+
+
+def with_recommended(cfg: C) -> tuple[C, dict[str, Any]]:
+    """``cfg`` with its model card's recommended values for the keys the user left unset,
+    and those values (to print: they are used only when the user sets none)."""
+    model = getattr(cfg, "model", None)
+    if model is None:
+        return cfg, {}
+    used = recommended_options(model, cfg.model_fields_set, type(cfg))
+    if not used:
+        return cfg, {}
+    values = {**cfg.model_dump(exclude_unset=True), **used}
+    return load_config(type(cfg), None, values), used
 
 
 def _format_validation(e: ValidationError, source: str) -> str:

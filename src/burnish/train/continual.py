@@ -17,12 +17,19 @@ from typing import Any
 
 from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
-from burnish.io import atomic_write_text, write_jsonl
+from burnish.io import (
+    atomic_file,
+    atomic_write_text,
+    check_output_dir,
+    remove_owned,
+    write_jsonl,
+)
 from burnish.models.io import load_model
 from burnish.models.zoo import resolve_model
 from burnish.tasks import get_task
-from burnish.train.config import load_config
-from burnish.train.osft import OSFT, OSFTConfig
+from burnish.train.checkpoint import STATE_DIR
+from burnish.train.config import OSFTConfig, load_config
+from burnish.train.osft import OSFT
 from burnish.train.sft import run_sft
 
 __all__ = ["ContinualResult", "StageTrainer", "backward_transfer", "plot_matrix", "run_continual"]
@@ -63,13 +70,29 @@ def _stage_config(
     return load_config(OSFTConfig, None, values)
 
 
-def _recipe_stage(osft: bool) -> StageTrainer:
+def _recipe_stage(osft: bool, progress: bool) -> StageTrainer:
     def train(start: str, cfg: OSFTConfig) -> Path:
         m, tok = load_model(start)
         hooks = OSFT(cfg) if osft else None
-        return run_sft(cfg, progress=False, model=m, tokenizer=tok, method=hooks).final_model
+        # A stage's run folder belongs to this continual run: resume its saved state, or
+        # restart a stage that stopped before saving one.
+        resume = (Path(cfg.output_dir) / STATE_DIR / "trainer_state.json").is_file()
+        result = run_sft(
+            cfg,
+            progress=progress,
+            model=m,
+            tokenizer=tok,
+            method=hooks,
+            resume=resume,
+            overwrite=not resume,
+        )
+        return result.final_model
 
     return train
+
+
+# What a continual run writes in its output folder (the only entries --overwrite removes).
+CONTINUAL_OUTPUTS = ("matrix.json", "matrix.png", "initial.json", "stage*-*")
 
 
 def run_continual(
@@ -80,6 +103,12 @@ def run_continual(
     samples_per_task: int = 4000,
     eval_problems: int = 64,
     options: dict[str, Any] | None = None,
+    *,
+    data_seed: int = 0,
+    eval_seed: int = 0,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
 ) -> ContinualResult:
     """Train ``tasks`` in order from ``model`` and evaluate every task after every stage.
 
@@ -87,6 +116,12 @@ def run_continual(
         method: "osft" (orthogonal subspaces; the options choose the rank mode), "sft"
             (plain sequential full fine-tuning, the forgetting baseline), or a StageTrainer.
         options: OSFTConfig keys applied to every stage (lr, max_steps, rank_mode, ...).
+        data_seed: seed of each task's generated training samples (``samples_per_task``).
+        eval_seed: seed of the held-out problems every evaluation uses.
+        resume: continue a stopped run in ``output_dir`` (finished stages are kept, a stage in
+            progress resumes from its saved state); ``overwrite``: start over there (only what
+            a continual run writes is removed). A non-empty folder is refused without either.
+        progress: progress bars for training and evaluation.
     Writes ``matrix.json`` and ``matrix.png`` under ``output_dir``.
     """
     if len(tasks) < 2:
@@ -96,35 +131,56 @@ def run_continual(
     if isinstance(method, str):
         if method not in ("osft", "sft"):
             raise ConfigError(f"unknown continual method {method!r}; choose osft or sft")
-        name, train_stage = method, _recipe_stage(method == "osft")
+        name, train_stage = method, _recipe_stage(method == "osft", progress)
     else:
         name, train_stage = getattr(method, "__name__", "custom"), method
     out = Path(output_dir)
+    _prepare_continual_dir(out, resume, overwrite)
     current = str(resolve_model(model))
-    m, tok = load_model(current)
-    initial = [r.accuracy for r in evaluate(m, tok, tasks, eval_problems).values()]
+
+    def accuracy(model_dir: str | Path) -> dict[str, float]:
+        m, tok = load_model(model_dir)
+        res = evaluate(m, tok, tasks, eval_problems, seed=eval_seed, progress=progress)
+        return {k: r.accuracy for k, r in res.items()}
+
+    initial = _cached(out / "initial.json", lambda: {"accuracy": accuracy(current)})["accuracy"]
     matrix: list[list[float]] = []
     for i, task in enumerate(tasks):
         stage = out / f"stage{i + 1}-{task}"
         if not (stage / "eval.json").is_file():
             data = stage / "train.jsonl"
-            rows = [e.to_messages() for e in get_task(task).generate(samples_per_task, "train")]
-            write_jsonl(data, rows)
+            examples = get_task(task).generate(samples_per_task, "train", seed=data_seed)
+            write_jsonl(data, (e.to_messages() for e in examples))
             cfg = _stage_config(options or {}, i, len(tasks), current, data, stage / "run")
             final = train_stage(current, cfg)
-            m, tok = load_model(final)
-            accs = {k: r.accuracy for k, r in evaluate(m, tok, tasks, eval_problems).items()}
-            doc = {"model": str(final), "accuracy": accs}
+            doc = {"model": str(final), "accuracy": accuracy(final)}
             atomic_write_text(stage / "eval.json", json.dumps(doc, indent=2) + "\n")
         done = json.loads((stage / "eval.json").read_text())
         matrix.append([done["accuracy"][t] for t in tasks])
         current = done["model"]
-    result = ContinualResult(
-        tasks, matrix, sum(matrix[-1]) / len(tasks), backward_transfer(matrix), initial, name
-    )
+    avg = sum(matrix[-1]) / len(tasks)
+    first = [initial[t] for t in tasks]
+    result = ContinualResult(tasks, matrix, avg, backward_transfer(matrix), first, name)
     atomic_write_text(out / "matrix.json", json.dumps(asdict(result), indent=2) + "\n")
     plot_matrix(result, out / "matrix.png")
     return result
+
+
+def _prepare_continual_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume and overwrite:
+        raise ConfigError("choose one of --resume (continue the run) and --overwrite (restart)")
+    check_output_dir(out, overwrite=overwrite, resume=resume, what="continual run folder")
+    if overwrite:
+        remove_owned(out, CONTINUAL_OUTPUTS)
+
+
+def _cached(path: Path, compute: Callable[[], dict]) -> dict:
+    """``path``'s JSON if present, else ``compute()`` written there (a resumed run skips it)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    doc = compute()
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    return doc
 
 
 def plot_matrix(result: ContinualResult, path: Path, title: str | None = None) -> Path:
@@ -152,8 +208,7 @@ def plot_matrix(result: ContinualResult, path: Path, title: str | None = None) -
     )
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path

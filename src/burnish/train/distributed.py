@@ -44,10 +44,11 @@ class DistInfo:
 
 
 def resolve_device(device: str, info: DistInfo | None = None) -> torch.device:
-    """'auto' -> this rank's CUDA device if there is one, else CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    """'auto' -> this rank's CUDA device if there is one, else CPU; a device this machine
+    lacks is a ConfigError (see :func:`burnish.models.io.parse_device`)."""
+    from burnish.models.io import parse_device
+
+    dev = parse_device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", info.local_rank if info else 0)
     return dev

@@ -28,16 +28,14 @@ from __future__ import annotations
 import fnmatch
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from burnish.data.dataset import TokenizedDataset
 from burnish.data.packing import collate_packed, plan_minibatches
 from burnish.errors import ConfigError
-from burnish.train.config import SFTConfig
+from burnish.train.config import OSFTConfig
 
 __all__ = [
     "OSFT",
@@ -50,44 +48,6 @@ __all__ = [
     "project_gradient",
     "restore_frozen_",
 ]
-
-
-class OSFTConfig(SFTConfig):
-    """SFT plus the orthogonal-subspace constraint (every SFT key applies)."""
-
-    rank_mode: Literal["uniform", "adaptive"] = Field(
-        "uniform", description="uniform unfreeze ratio, or the paper's adaptive per-layer ranks."
-    )
-    unfreeze_rank_ratio: float = Field(
-        0.3, description="uniform mode: share of each matrix's rank left trainable, in (0, 1)."
-    )
-    mrr: float = Field(0.1, description="adaptive mode: minimum retained (frozen) rank ratio.")
-    trr: float = Field(0.8, description="adaptive mode: top retained (frozen) rank ratio.")
-    target_patterns: list[str] | None = Field(
-        None,
-        description="Glob patterns of module names to constrain (default: every Linear "
-        "inside the decoder layers: attention q/k/v/o and MLP gate/up/down).",
-    )
-    calibration_samples: int = Field(
-        64, ge=0, description="adaptive mode: training samples used to measure importance."
-    )
-    projection: Literal["block", "two_sided"] = Field(
-        "two_sided",
-        description="block: keep U_h^T W V_h (the paper's projection); two_sided: also keep "
-        "U_h^T W and W V_h, as the factorised reference trainer does (less forgetting).",
-    )
-    freeze_untargeted: bool = Field(
-        False,
-        description="Also freeze every parameter outside the targets (embeddings, norms, "
-        "lm_head), which otherwise train fully.",
-    )
-    trainable_scale: float = Field(
-        1.0,
-        gt=0,
-        le=1,
-        description="Multiplies every matrix's trainable rank share; continual learning lowers "
-        "it task by task so the frozen share grows.",
-    )
 
 
 # --- the maths: pure tensor functions ------------------------------------------------------
@@ -260,6 +220,7 @@ class OSFT:
     targets: list[_Target] = field(default_factory=list)
     ranks: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (frozen, full)
     supports_sharding: bool = False
+    name: str = "osft"
 
     @property
     def two_sided(self) -> bool:

@@ -8,23 +8,36 @@ for the same global batch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from burnish.data.dataset import TokenizedDataset, prepare_dataset, write_report
+from burnish.data.dataset import DataReport, TokenizedDataset, prepare_dataset, write_report
 from burnish.data.packing import PackedBatch, collate_packed, plan_minibatches
-from burnish.io import append_jsonl, atomic_write_text, read_jsonl
-from burnish.models.io import load_model, parse_dtype, save_model
+from burnish.errors import BurnishError, ConfigError
+from burnish.io import append_jsonl, atomic_write_text, check_output_dir, read_jsonl, remove_owned
+from burnish.models.io import (
+    load_model,
+    model_fingerprint,
+    parse_dtype,
+    read_chat_template,
+    save_model,
+)
 from burnish.models.zoo import resolve_model
-from burnish.train.checkpoint import TrainerState, load_state, save_state, truncate_metrics
+from burnish.progress import progress_bar
+from burnish.train.checkpoint import (
+    STATE_DIR,
+    TrainerState,
+    load_state,
+    save_state,
+    truncate_metrics,
+)
 from burnish.train.config import SFTConfig
 from burnish.train.distributed import (
     DistInfo,
@@ -39,12 +52,23 @@ from burnish.train.distributed import (
 from burnish.train.metrics import early_signals
 from burnish.train.step import build_optimizer, build_scheduler, train_step
 
-__all__ = ["SFTResult", "TrainingMethod", "epoch_batches", "rank_minibatches", "run_sft", "sft"]
+__all__ = [
+    "RUN_OUTPUTS",
+    "SFTResult",
+    "TrainingMethod",
+    "epoch_batches",
+    "prepare_run_dir",
+    "rank_minibatches",
+    "run_fingerprint",
+    "run_sft",
+    "sft",
+]
 
 
 class TrainingMethod(Protocol):
     """What a method (OSFT, ...) plugs into the SFT loop."""
 
+    name: str  # shown on the progress bar (e.g. "osft")
     supports_sharding: bool
 
     def setup(self, model: PreTrainedModel, data: TokenizedDataset) -> None: ...
@@ -63,6 +87,7 @@ class SFTResult:
     steps: int
     final_loss: float
     early_signals: dict
+    data_report: DataReport
 
 
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -106,19 +131,6 @@ def rank_minibatches(
     return out, total
 
 
-def _config_hash(cfg: SFTConfig) -> str:
-    keep = cfg.model_dump(
-        exclude={
-            "save_every_samples",
-            "save_epoch_end",
-            "save_state",
-            "save_state_every_steps",
-            "device",
-        }
-    )
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _save_checkpoint(
     model: PreTrainedModel, tok: PreTrainedTokenizerBase, path: Path, info: DistInfo
 ) -> None:
@@ -143,38 +155,6 @@ def _save_full_state(
     barrier(info)
 
 
-def _progress(
-    total: int, enabled: bool, done: int = 0
-) -> tuple[Callable[[dict], None], Callable[[], None]]:
-    """A rich progress bar over optimizer steps (no-op when disabled)."""
-    if not enabled:
-        return (lambda _row: None), (lambda: None)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("sft"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
-    task = bar.add_task("steps", total=total, completed=done, info="")
-    bar.start()
-
-    def update(row: dict) -> None:
-        bar.update(
-            task, completed=row["step"], info=f"loss {row['loss']:.4f} gnorm {row['grad_norm']:.3f}"
-        )
-
-    return update, bar.stop
-
-
 def _steps(data_len: int, cfg: SFTConfig) -> list[tuple[int, int, list[int], bool]]:
     """(epoch, batch_in_epoch, indices, is_last_of_epoch) for the whole run, in order."""
     plan = []
@@ -196,30 +176,88 @@ def _due(samples_seen: int, every: int | None, batch_len: int) -> bool:
     return bool(every) and samples_seen // every > (samples_seen - batch_len) // every
 
 
-def run_sft(
-    cfg: SFTConfig,
-    resume: bool = False,
-    progress: bool = True,
-    model: PreTrainedModel | None = None,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    stop_after_steps: int | None = None,
-    method: TrainingMethod | None = None,
-) -> SFTResult:
-    """Run the SFT recipe described by ``cfg``.
+# What a run writes in its output folder: the only entries --overwrite may replace.
+RUN_OUTPUTS = (
+    "metrics.jsonl",
+    "summary.json",
+    "config.json",
+    "data_report.json",
+    "loss.png",
+    "state",
+    "final",
+    "checkpoints",
+)
+# Config fields that may change between a stopped run and its resume: where things go, how
+# often they are saved, how long to train (extending is allowed), and paths whose *content*
+# is compared instead (model, data).
+_RESUMABLE_CHANGES = {
+    "model",
+    "data",
+    "output_dir",
+    "device",
+    "cache_dir",
+    "save_every_samples",
+    "save_epoch_end",
+    "save_state",
+    "save_state_every_steps",
+    "early_signal_steps",
+    "max_steps",
+    "epochs",
+    "allow_pickle",
+    "trust_remote_code",
+    "chat_template",
+}
 
-    Args:
-        resume: continue from ``output_dir/state`` (same config) instead of starting fresh.
-        progress: show a progress bar on the main rank.
-        model, tokenizer: an already-loaded model to train instead of loading ``cfg.model``.
-        stop_after_steps: stop (after saving a resumable state) once this many steps are done;
-            simulates an interruption in tests.
-        method: hooks that change how weights may move (e.g. :class:`burnish.train.osft.OSFT`);
-            its ``setup`` sees the freshly loaded weights, also when resuming.
+
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to start a run over an earlier one unless ``resume`` or ``overwrite``.
+
+    ``overwrite`` removes what an earlier run wrote there (:data:`RUN_OUTPUTS`) and nothing
+    else; ``resume`` needs a saved state.
     """
-    # --- setup ---------------------------------------------------------------------------
-    info = init_distributed(resolve_device(cfg.device))
-    device = resolve_device(cfg.device, info)
-    out = Path(cfg.output_dir)
+    if resume and overwrite:
+        raise ConfigError("choose one of --resume (continue the run) and --overwrite (restart)")
+    check_output_dir(out, overwrite=overwrite, resume=resume, what="run folder")
+    if resume and not (out / STATE_DIR / "trainer_state.json").is_file():
+        raise BurnishError(f"{out / STATE_DIR}: no resumable state here (run without --resume)")
+    if overwrite:
+        remove_owned(out, RUN_OUTPUTS)
+
+
+def run_fingerprint(cfg: SFTConfig, model: PreTrainedModel, data: TokenizedDataset) -> dict:
+    """What a resumed run must share with the run that saved the state: every setting that
+    changes the trajectory, the starting weights and the tokenized training samples."""
+    keep = cfg.model_dump(exclude=_RESUMABLE_CHANGES)
+    return {**keep, "model": model_fingerprint(model), "data": data.fingerprint()}
+
+
+@dataclass
+class _Setup:
+    """Everything the loop needs, built by the named setup steps of :func:`run_sft`."""
+
+    info: DistInfo
+    device: torch.device
+    out: Path
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    data: TokenizedDataset
+    plan: list[tuple[int, int, list[int], bool]]
+    total_steps: int
+    compute_dtype: torch.dtype | None
+    sharded: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    state: TrainerState
+    saved_at: int = 0  # the step of the last full state on disk (or the start)
+    last_loss: float = float("nan")
+
+
+def _setup_model(
+    cfg: SFTConfig,
+    device: torch.device,
+    model: PreTrainedModel | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if model is None:
         model, tokenizer = load_model(
             resolve_model(cfg.model),
@@ -230,9 +268,43 @@ def run_sft(
         )
     if tokenizer is None:
         raise ValueError("pass the tokenizer together with an already-loaded model")
-    model.to(device)
-    torch.manual_seed(cfg.seed)
+    if cfg.chat_template is not None:
+        tokenizer.chat_template = read_chat_template(cfg.chat_template)
+    return model.to(device), tokenizer
+
+
+def _setup_optimization(
+    cfg: SFTConfig, model: PreTrainedModel, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
+    return optimizer, build_scheduler(optimizer, cfg.lr_scheduler, cfg.warmup_steps, total_steps)
+
+
+def _setup(
+    cfg: SFTConfig,
+    resume: bool,
+    overwrite: bool,
+    model: PreTrainedModel | None,
+    tokenizer: PreTrainedTokenizerBase | None,
+    method: TrainingMethod | None,
+) -> _Setup:
+    """Output folder, model, data, method, sharding, optimizer and schedule, resume state."""
+    info = init_distributed(resolve_device(cfg.device))
+    device = resolve_device(cfg.device, info)
+    out = Path(cfg.output_dir)
+    if info.is_main:
+        prepare_run_dir(out, resume, overwrite)
+    barrier(info)
+    model, tokenizer = _setup_model(cfg, device, model, tokenizer)
     data = prepare_dataset(Path(cfg.data), tokenizer, cfg.max_seq_len, cfg.cache_dir)
+    if data.report.longest_kept > cfg.max_tokens_per_step:
+        raise ConfigError(
+            f"{cfg.data}: a sample has {data.report.longest_kept} tokens, more than "
+            f"max_tokens_per_step={cfg.max_tokens_per_step} (the most one minibatch holds); "
+            "raise max_tokens_per_step, or lower max_seq_len so such samples are dropped"
+        )
+    fingerprint = run_fingerprint(cfg, model, data)  # the starting weights, before any step
     plan = _steps(len(data), cfg)
     total_steps = min(len(plan), cfg.max_steps or len(plan))
     compute_dtype = _compute_dtype(cfg, device)
@@ -240,116 +312,183 @@ def run_sft(
         method.setup(model, data)
     allow_shard = method is None or method.supports_sharding
     sharded = allow_shard and shard_model(model, info, compute_dtype)
-    autocast = compute_dtype is not None and not sharded
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, cfg.lr_scheduler, cfg.warmup_steps, total_steps)
-    metrics_path = out / "metrics.jsonl"
-    chash = _config_hash(cfg)
-    state = TrainerState(config_hash=chash)
+    optimizer, scheduler = _setup_optimization(cfg, model, total_steps)
+    state = TrainerState(fingerprint=fingerprint)
     if resume:
-        state = load_state(out, model, optimizer, scheduler, chash)
+        state = load_state(out, model, optimizer, scheduler, fingerprint)
         if info.is_main:
-            truncate_metrics(metrics_path, state.step)
+            truncate_metrics(out / "metrics.jsonl", state.step)
     elif info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        metrics_path.unlink(missing_ok=True)
         write_report(data.report, out / "data_report.json")
         atomic_write_text(out / "config.json", cfg.model_dump_json(indent=2) + "\n")
     barrier(info)
-    mask_dtype = compute_dtype or parse_dtype(cfg.dtype)  # sdpa wants the compute dtype
-    update_bar, stop_bar = _progress(total_steps, progress and info.is_main, state.step)
-    saved_at = state.step  # the step of the last full state on disk (or the start)
-    last_loss = float("nan")
+    return _Setup(
+        info=info,
+        device=device,
+        out=out,
+        model=model,
+        tokenizer=tokenizer,
+        data=data,
+        plan=plan,
+        total_steps=total_steps,
+        compute_dtype=compute_dtype,
+        sharded=sharded,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state=state,
+        saved_at=state.step,
+    )
 
-    # --- train loop ----------------------------------------------------------------------
-    for step, (epoch, b, batch, epoch_end) in enumerate(plan[:total_steps]):
+
+def run_sft(
+    cfg: SFTConfig,
+    resume: bool = False,
+    progress: bool = True,
+    model: PreTrainedModel | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    stop_after_steps: int | None = None,
+    method: TrainingMethod | None = None,
+    overwrite: bool = False,
+) -> SFTResult:
+    """Run the SFT recipe described by ``cfg``.
+
+    Args:
+        resume: continue from ``output_dir/state``. The settings that shape the trajectory,
+            the starting weights and the training samples must match the saved run (compared
+            by content: a moved run folder or a respelled data path resumes); ``max_steps``
+            and ``epochs`` may be raised. A mismatch names the field.
+        progress: show a progress bar on the main rank.
+        model, tokenizer: an already-loaded model to train instead of loading ``cfg.model``.
+        stop_after_steps: stop (after saving a resumable state) once this many steps are done;
+            simulates an interruption in tests.
+        method: hooks that change how weights may move (e.g. :class:`burnish.train.osft.OSFT`);
+            its ``setup`` sees the freshly loaded weights, also when resuming.
+        overwrite: start over in an ``output_dir`` that holds an earlier run (only what a run
+            writes there is removed). Without it (or ``resume``) a non-empty folder is refused.
+    """
+    run = _setup(cfg, resume, overwrite, model, tokenizer, method)
+    label = getattr(method, "name", "sft")
+    enabled = progress and run.info.is_main
+    with progress_bar(run.total_steps, label, enabled, run.state.step) as advance:
+
+        def update_bar(row: dict) -> None:
+            info = f"loss {row['loss']:.4f} gnorm {row['grad_norm']:.3f}"
+            advance(completed=row["step"], info=info)
+
+        stopped = _train_loop(cfg, run, method, stop_after_steps, update_bar)
+    if stopped:
+        out = run.out
+        return SFTResult(out, out / STATE_DIR, run.state.step, run.last_loss, {}, run.data.report)
+    return _finish(cfg, run)
+
+
+def _train_loop(
+    cfg: SFTConfig,
+    run: _Setup,
+    method: TrainingMethod | None,
+    stop_after_steps: int | None,
+    update_bar: Callable[[dict], None],
+) -> bool:
+    """Train the remaining steps of the plan; True when stopped early by ``stop_after_steps``."""
+    info, out, state = run.info, run.out, run.state
+    mask_dtype = run.compute_dtype or parse_dtype(cfg.dtype)  # sdpa wants the compute dtype
+    autocast = run.compute_dtype is not None and not run.sharded
+    for step, (epoch, b, batch, epoch_end) in enumerate(run.plan[: run.total_steps]):
         if step < state.step:
             continue  # already done before the interruption
         t0 = time.perf_counter()
         mbs, total_loss_tokens = rank_minibatches(
             batch,
-            data,
+            run.data,
             info,
-            cfg.max_seq_len,
+            min(cfg.max_seq_len, cfg.max_tokens_per_step),  # a row never exceeds a minibatch
             cfg.max_tokens_per_step,
-            tokenizer.pad_token_id,
+            run.tokenizer.pad_token_id,
             mask_dtype,
         )
-        mbs = [mb.to(device) for mb in mbs]
-        with torch.autocast(device.type, dtype=compute_dtype or torch.float32, enabled=autocast):
+        mbs = [mb.to(run.device) for mb in mbs]
+        dtype = run.compute_dtype or torch.float32
+        with torch.autocast(run.device.type, dtype=dtype, enabled=autocast):
             loss, gnorm = train_step(
-                model,
-                optimizer,
+                run.model,
+                run.optimizer,
                 mbs,
                 total_loss_tokens,
                 cfg.grad_clip,
                 info,
-                sharded,
+                run.sharded,
                 after_backward=method.after_backward if method else None,
             )
         if method is not None:
             method.after_step()
-        scheduler.step()
+        run.scheduler.step()
         dt = time.perf_counter() - t0
         slots = torch.tensor(
             [sum(m.real_tokens for m in mbs), sum(m.input_ids.numel() for m in mbs)],
             dtype=torch.float64,
-            device=device,
+            device=run.device,
         )
         real, total = all_reduce_sum(slots, info).tolist()
-        state = TrainerState(step + 1, epoch, b + 1, state.samples_seen + len(batch), chash)
-        last_loss = loss
+        state = TrainerState(
+            step + 1, epoch, b + 1, state.samples_seen + len(batch), state.fingerprint
+        )
+        run.state = state
+        run.last_loss = loss
         row = {
             "step": state.step,
             "epoch": epoch,
             "samples": state.samples_seen,
             "loss": loss,
             "grad_norm": gnorm,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": run.scheduler.get_last_lr()[0],
             "tokens_per_s": real / dt,
             "padding_share": 1.0 - real / max(1.0, total),
             "loss_tokens": total_loss_tokens,
             "minibatches": len(mbs),
         }
         if info.is_main:
-            append_jsonl(metrics_path, row)
+            append_jsonl(out / "metrics.jsonl", row)
         update_bar(row)
         due = _due(state.samples_seen, cfg.save_every_samples, len(batch))
         if due:
             name = f"samples_{state.samples_seen}"
-            _save_checkpoint(model, tokenizer, out / "checkpoints" / name, info)
+            _save_checkpoint(run.model, run.tokenizer, out / "checkpoints" / name, info)
         if epoch_end and cfg.save_epoch_end:
-            _save_checkpoint(model, tokenizer, out / "checkpoints" / f"epoch_{epoch + 1}", info)
+            path = out / "checkpoints" / f"epoch_{epoch + 1}"
+            _save_checkpoint(run.model, run.tokenizer, path, info)
         interrupted = stop_after_steps is not None and state.step >= stop_after_steps
         every = cfg.save_state_every_steps
         periodic = every is not None and state.step % every == 0
         if cfg.save_state and (epoch_end or interrupted or due or periodic):
-            _save_full_state(out, state, model, optimizer, scheduler, info)
-            saved_at = state.step
+            _save_full_state(out, state, run.model, run.optimizer, run.scheduler, info)
+            run.saved_at = state.step
         if interrupted:
-            stop_bar()
-            return SFTResult(out, out / "state", state.step, last_loss, {})
+            return True
+    return False
 
-    # --- finish --------------------------------------------------------------------------
-    stop_bar()
-    if cfg.save_state and saved_at != state.step:  # a later --resume finds the run complete
-        _save_full_state(out, state, model, optimizer, scheduler, info)
-    _save_checkpoint(model, tokenizer, out / "final", info)
+
+def _finish(cfg: SFTConfig, run: _Setup) -> SFTResult:
+    """Final state (so a later --resume finds the run complete), final checkpoint, summary."""
+    info, out, state = run.info, run.out, run.state
+    if cfg.save_state and run.saved_at != state.step:
+        _save_full_state(out, state, run.model, run.optimizer, run.scheduler, info)
+    _save_checkpoint(run.model, run.tokenizer, out / "final", info)
     signals: dict = {}
+    last_loss = run.last_loss
     if info.is_main:
-        rows = read_jsonl(metrics_path)
+        rows = read_jsonl(out / "metrics.jsonl") if (out / "metrics.jsonl").is_file() else []
         last_loss = rows[-1]["loss"] if rows else last_loss
         signals = early_signals(rows, cfg.early_signal_steps)
         summary = {
             "steps": state.step,
             "final_loss": rows[-1]["loss"] if rows else None,
             "early_signals": signals,
-            "data": data.report.__dict__,
+            "data": asdict(run.data.report),
         }
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         _plot_losses(rows, out / "loss.png")
-    return SFTResult(out, out / "final", state.step, last_loss, signals)
+    return SFTResult(out, out / "final", state.step, last_loss, signals, run.data.report)
 
 
 def _plot_losses(rows: list[dict], path: Path) -> None:
@@ -365,15 +504,17 @@ def sft(
     output_dir: str = "runs/sft",
     resume: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
     **options: object,
 ) -> SFTResult:
     """Python API: ``burnish.sft(model="base", data="train.jsonl", lr=1e-3, epochs=2)``.
 
-    ``options`` are SFTConfig fields; unknown names raise ConfigError.
+    ``options`` are SFTConfig fields; unknown names raise ConfigError. ``resume`` and
+    ``overwrite`` as in :func:`run_sft`.
     """
     from burnish.train.config import load_config
 
     cfg = load_config(
         SFTConfig, None, {"model": model, "data": data, "output_dir": output_dir, **options}
     )
-    return run_sft(cfg, resume=resume, progress=progress)
+    return run_sft(cfg, resume=resume, progress=progress, overwrite=overwrite)

@@ -18,7 +18,7 @@ import torch
 
 from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
-from burnish.io import write_jsonl
+from burnish.io import check_output_dir, write_jsonl
 from burnish.models.configs import tiny_config
 from burnish.models.io import load_model, model_from_config, save_model
 from burnish.models.tokenizer import build_char_tokenizer
@@ -61,6 +61,12 @@ class ZooSpec:
     seed: int = 0
     best_of: int = 0  # also record pass@best_of with sampling (temperature 1)
     extra: dict = field(default_factory=dict)
+
+
+# Fine-tuning hyperparameters every zoo model's card recommends (used by `burnish sft`,
+# `osft` and `continual` when the user sets none): the rate the zoo's own fine-tunes and the
+# continual benchmark use; the SFT default (2e-5, for 1-8B models) barely moves these models.
+ZOO_RECOMMENDED = {"lr": 1e-3}
 
 
 PRM_NAME = "arith-prm"
@@ -182,8 +188,14 @@ def finetune_on_tasks(
         return run_sft(cfg, progress=progress, model=model, tokenizer=tok).final_loss
 
 
-def build_zoo_model(spec: ZooSpec, out_root: Path = ZOO_DIR, progress: bool = True) -> dict:
-    """Train, evaluate and save one zoo model; returns its card."""
+def build_zoo_model(
+    spec: ZooSpec, out_root: Path = ZOO_DIR, progress: bool = True, overwrite: bool = False
+) -> dict:
+    """Train, evaluate and save one zoo model; returns its card.
+
+    An existing model folder is refused unless ``overwrite``.
+    """
+    check_output_dir(Path(out_root) / spec.name, overwrite=overwrite, what="zoo model folder")
     t0 = time.time()
     model, tok = _init_model(spec, out_root)
     final_loss = finetune_on_tasks(
@@ -200,7 +212,8 @@ def build_zoo_model(spec: ZooSpec, out_root: Path = ZOO_DIR, progress: bool = Tr
         progress=progress,
     )
     model.eval()
-    accuracy = {k: v.accuracy for k, v in evaluate(model, tok, list_tasks(), CHECK_SAMPLE).items()}
+    results = evaluate(model, tok, list_tasks(), CHECK_SAMPLE, progress=progress)
+    accuracy = {k: v.accuracy for k, v in results.items()}
     card = {
         "name": spec.name,
         "description": spec.description,
@@ -215,6 +228,7 @@ def build_zoo_model(spec: ZooSpec, out_root: Path = ZOO_DIR, progress: bool = Tr
         f"{torch.get_num_threads()} threads",
         "check_sample": {"n": CHECK_SAMPLE, "split": "test", "seed": 0, "decoding": "greedy"},
         "accuracy": accuracy,
+        "recommended": dict(ZOO_RECOMMENDED),
     }
     if spec.best_of:
         sampled = evaluate(
@@ -281,17 +295,26 @@ def render_card(card: dict) -> str:
 
 
 def build_zoo(
-    names: list[str] | None = None, out_root: Path = ZOO_DIR, progress: bool = True
+    names: list[str] | None = None,
+    out_root: Path = ZOO_DIR,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Build the named zoo models (default: all), parents first; ``arith-prm`` (built by
-    :mod:`burnish.scaling.build_prm` from ``arith-policy``) comes last."""
+    :mod:`burnish.scaling.build_prm` from ``arith-policy``) comes last.
+
+    Existing model folders under ``out_root`` (the shipped zoo included) are refused, all
+    checked before anything is trained, unless ``overwrite``.
+    """
     known = [*ZOO_SPECS, PRM_NAME]
     names = names or known
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"unknown zoo model(s) {unknown}; choose from {known}")
+    for name in names:
+        check_output_dir(Path(out_root) / name, overwrite=overwrite, what="zoo model folder")
     order = [n for n in ZOO_SPECS if n in names]  # ZOO_SPECS lists parents first
-    cards = [build_zoo_model(ZOO_SPECS[n], out_root, progress) for n in order]
+    cards = [build_zoo_model(ZOO_SPECS[n], out_root, progress, overwrite) for n in order]
     if PRM_NAME in names:
         from burnish.scaling.build_prm import PRMSpec, build_arith_prm
 
@@ -302,5 +325,5 @@ def build_zoo(
         if Path(out_root).resolve() != ZOO_DIR.resolve():
             spec = replace(spec, parent=str(parent))
         log = print if progress else (lambda message: None)
-        cards.append(build_arith_prm(spec, Path(out_root), log=log))
+        cards.append(build_arith_prm(spec, Path(out_root), log=log, overwrite=overwrite))
     return cards

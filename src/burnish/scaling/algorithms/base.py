@@ -10,9 +10,10 @@ import numpy as np
 
 from burnish.errors import ConfigError
 from burnish.scaling.engine import Engine
-from burnish.scaling.maths import RESAMPLERS, resampling_probs
+from burnish.scaling.maths import resampling_probs
 from burnish.scaling.particles import Particle, Problem
-from burnish.scaling.reward import AGGREGATIONS, RewardModel, score_particles
+from burnish.scaling.reward import RewardModel, score_particles
+from burnish.scaling.settings import SearchSettings
 
 __all__ = [
     "SearchOptions",
@@ -24,8 +25,6 @@ __all__ = [
     "split_budget",
 ]
 
-SELECTIONS = ("argmax", "vote")
-
 
 def default_extract(text: str) -> str | None:
     """The value after the last ``Answer:`` line (burnish tasks' convention)."""
@@ -35,54 +34,20 @@ def default_extract(text: str) -> str | None:
     return None
 
 
-@dataclass
-class SearchOptions:
-    """Options of a search; each algorithm reads the ones it needs.
+@dataclass(kw_only=True)
+class SearchOptions(SearchSettings):
+    """A search's settings (:class:`~burnish.scaling.settings.SearchSettings`) plus what it
+    runs on; each algorithm reads the ones it needs.
 
     Attributes:
         engine: the policy engine. reward: the (process) reward model (None for the
             reward-free algorithms).
-        aggregation: how step scores become one score ("model", "last", "min", "prod").
-        temperature: policy sampling temperature (0.8 in the paper).
-        tau: temperature of the resampling softmax over logit(score).
-        resampling: "multinomial" or "systematic".
-        ess_threshold: resample only when ESS < ess_threshold * N (None: every step).
-        selection: final answer by "argmax" score or weighted "vote" over final answers.
-        sweeps: particle Gibbs / parallel tempering sweeps. chains: parallel tempering chains.
-        beam_width: children per kept beam (beam search, DVTS).
         extract: final answer of a text, for voting.
     """
 
     engine: Engine
     reward: RewardModel | None = None
-    aggregation: str = "model"
-    temperature: float = 0.8
-    tau: float = 1.0
-    resampling: str = "multinomial"
-    ess_threshold: float | None = None
-    selection: str = "argmax"
-    sweeps: int = 2
-    chains: int = 2
-    beam_width: int = 4
     extract: Callable[[str], str | None] = default_extract
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.aggregation in AGGREGATIONS, f"aggregation {self.aggregation!r}", AGGREGATIONS),
-            (self.resampling in RESAMPLERS, f"resampling {self.resampling!r}", tuple(RESAMPLERS)),
-            (self.selection in SELECTIONS, f"selection {self.selection!r}", SELECTIONS),
-        ]
-        for ok, what, choices in checks:
-            if not ok:
-                raise ConfigError(f"unknown {what}; choose one of {', '.join(choices)}")
-        if self.tau <= 0 or self.temperature < 0:
-            raise ConfigError(
-                f"need tau > 0 and temperature >= 0 (got {self.tau}, {self.temperature})"
-            )
-        if self.sweeps < 1 or self.chains < 1 or self.beam_width < 1:
-            raise ConfigError("sweeps, chains and beam_width must be >= 1")
-        if self.ess_threshold is not None and not 0 < self.ess_threshold <= 1:
-            raise ConfigError(f"ess_threshold must be in (0, 1], got {self.ess_threshold}")
 
     def need_reward(self, algorithm: str) -> RewardModel:
         if self.reward is None:
