@@ -40,7 +40,9 @@ def test_resume_skips_done_problems_and_drops_torn_line(tmp_path: Path) -> None:
     lines = out.read_text().splitlines(keepends=True)
     kept = next(x for x in lines if json.loads(x)["index"] == 0)
     out.write_text(kept + '{"index": 1, "prompt": "chain 1+')  # killed mid-write
-    second = run_search("arith-policy", "logprob", "pf", 2, n=3, output=out, options=opts)
+    second = run_search(
+        "arith-policy", "logprob", "pf", 2, n=3, output=out, options=opts, resume=True
+    )
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert sorted(r["index"] for r in rows) == [0, 1, 2]
     assert rows[0] == json.loads(kept)  # problem 0 not redone
@@ -48,8 +50,8 @@ def test_resume_skips_done_problems_and_drops_torn_line(tmp_path: Path) -> None:
     orig = next(json.loads(x) for x in lines if json.loads(x)["index"] == 1)
     assert redone["text"] == orig["text"]  # per-problem seeding: same result when redone
     assert second["problems"] == 3 and first["problems"] == 2
-    with pytest.raises(ConfigError, match="another run"):
-        run_search("arith-policy", "logprob", "pf", 4, n=3, output=out, options=opts)
+    with pytest.raises(ConfigError, match="another search configuration \\(budget was 2"):
+        run_search("arith-policy", "logprob", "pf", 4, n=3, output=out, options=opts, resume=True)
 
 
 @pytest.mark.parametrize(
