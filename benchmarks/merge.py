@@ -3,15 +3,18 @@
 quality  Merge the zoo fine-tunes ft-addition, ft-sorting, ft-reversal of ``base`` with every
          registered method, plain and with AIM (omega 0.2, 0.4, 0.6; omega 1.0 is the plain
          merge, checked bit for bit), and score each source task on held-out problems, greedy.
-cost     The same TIES merge of random Llama models (~180M parameters each, bf16, sharded
-         safetensors) by burnish and by mergekit (if installed), each in its own subprocess:
-         wall time and that child's peak RSS, against the summed size of the inputs.
+cost     The same TIES merge of random Llama models (~127M parameters each with the defaults,
+         bf16, sharded safetensors) by burnish and by mergekit (if installed), each run in its
+         own subprocess, the tools alternating, ``--repeats`` runs each: wall time, the
+         child's CPU time (user + sys) and its peak RSS, reported as median and range, with
+         the machine's load average around each run (other work on the machine slows both).
 
     python benchmarks/merge.py                    # both parts
     python benchmarks/merge.py --part quality --n 64
-    python benchmarks/merge.py --part cost --layers 12 --hidden 1024
+    python benchmarks/merge.py --part cost --repeats 3 --layers 8 --hidden 1024
 
-Writes benchmarks/results/merge.json (+ merge_quality.png) and prints the tables.
+Use a Python where both burnish and mergekit import. Writes benchmarks/results/merge.json
+(+ merge_quality.png; the part not run keeps its earlier results) and prints the tables.
 """
 
 from __future__ import annotations
@@ -82,10 +85,13 @@ def quality(args: argparse.Namespace) -> dict:
     merges: dict[str, dict] = {}
     for method, params in PARAMS.items():
         merges[method] = {}
+        models = [{"model": s} for s in SOURCES]
+        if method == "linear":  # a linear merge averages base_model in; weight 0 keeps it out
+            models.append({"model": "base", "parameters": {"weight": 0.0}})
         common = {
             "merge_method": method,
             "base_model": "base",
-            "models": [{"model": s} for s in SOURCES],
+            "models": models,
             "parameters": params,
         }
         plain = Path(args.tmp) / f"{method}-plain"
@@ -174,7 +180,12 @@ def build_models(root: Path, args: argparse.Namespace) -> list[Path]:
 
 
 def _measure(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd``; wall seconds and the child's own peak RSS (os.wait4)."""
+    """Run ``cmd`` in its own process: wall seconds, its CPU seconds (user + sys) and peak RSS.
+
+    The child's own resource usage comes from ``os.wait4``; the 1-minute load average is read
+    just before and just after the run.
+    """
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -182,7 +193,32 @@ def _measure(cmd: list[str], env: dict) -> dict:
     err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
     if status != 0:
         raise RuntimeError(f"{cmd[:3]} failed: {err}")
-    return {"seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+    return {
+        "seconds": round(wall, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Median and [min, max] of each measured quantity over repeated runs."""
+    out = {}
+    for key in ("seconds", "cpu_seconds", "peak_rss_mb"):
+        values = sorted(r[key] for r in runs)
+        mid = len(values) // 2
+        median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        out[key] = {"median": round(median, 2), "range": [values[0], values[-1]]}
+    return out
+
+
+def _ratios(summary: dict) -> dict:
+    """mergekit / burnish for each median (> 1: burnish is faster or smaller)."""
+    b, m = summary["burnish"], summary["mergekit"]
+    return {
+        f"mergekit_over_burnish_{key}": round(m[key]["median"] / b[key]["median"], 2)
+        for key in ("seconds", "cpu_seconds", "peak_rss_mb")
+    }
 
 
 def _tensor_diff(a: Path, b: Path) -> dict:
@@ -246,23 +282,25 @@ def cost(args: argparse.Namespace) -> dict:
                 ]
             runs[tool].append(_measure(cmd, env))
             print(f"  {tool:9s} run {rep + 1}: {runs[tool][-1]}", flush=True)
-    best = {t: min(r, key=lambda x: x["seconds"]) for t, r in runs.items()}
+    summary = {t: _summary(r) for t, r in runs.items()}
     result = {
         "model": {"layers": args.layers, "hidden": args.hidden, "params_per_model": params},
         "input_mb": round(input_bytes / 2**20, 1),
+        "method": "ties, density 0.5, weight 1, normalize, dtype bfloat16",
+        "repeats": args.repeats,
+        "cpus": os.cpu_count(),  # both tools run with torch's default threads
+        "note": "tools alternate; each run is its own process; loadavg_1min is the machine's "
+        "1-minute load average before and after each run (other work running at the same "
+        "time slows both tools)",
         "runs": runs,
-        "best": best,
+        "summary": summary,
     }
     if "mergekit" in runs:
+        from importlib.metadata import version
+
+        result["mergekit_version"] = version("mergekit")
         result["parity_vs_mergekit"] = _tensor_diff(root / "out-burnish", root / "out-mergekit")
-        result["ratios"] = {
-            "mergekit_over_burnish_time": round(
-                best["mergekit"]["seconds"] / best["burnish"]["seconds"], 2
-            ),
-            "mergekit_over_burnish_peak_rss": round(
-                best["mergekit"]["peak_rss_mb"] / best["burnish"]["peak_rss_mb"], 2
-            ),
-        }
+        result["ratios"] = _ratios(summary)
     return result
 
 
@@ -288,19 +326,25 @@ def print_tables(result: dict) -> None:
                 acc = runs[key]
                 print(f"{label:30s} " + " ".join(f"{acc[t]:9.3f}" for t in [*TASKS, "mean"]))
     c = result.get("cost")
-    if c:
+    if c and "summary" in c:
         print(
             f"\ncost: TIES merge of 4 x {c['model']['params_per_model'] / 1e6:.0f}M-param "
-            f"bf16 models ({c['input_mb']} MB of inputs), best of {len(c['runs']['burnish'])}"
+            f"bf16 models ({c['input_mb']} MB of inputs), median [range] of {c['repeats']} runs"
         )
-        for tool, b in c["best"].items():
+        for tool, m in c["summary"].items():
             print(
-                f"  {tool:9s} {b['seconds']:7.1f} s   peak RSS {b['peak_rss_mb']:8.1f} MB "
-                f"({b['peak_rss_mb'] / c['input_mb']:.2f} x inputs)"
+                f"  {tool:9s} wall {_mr(m['seconds'], 's')}  cpu {_mr(m['cpu_seconds'], 's')}  "
+                f"peak RSS {_mr(m['peak_rss_mb'], 'MB')}"
             )
+        loads = [x for r in c["runs"].values() for run in r for x in run["loadavg_1min"]]
+        print(f"  load average (1 min) during the runs: {min(loads)}-{max(loads)}")
         if "ratios" in c:
             print(f"  ratios (mergekit / burnish): {c['ratios']}")
             print(f"  parity: {c['parity_vs_mergekit']}")
+
+
+def _mr(m: dict, unit: str) -> str:
+    return f"{m['median']:.1f} {unit} [{m['range'][0]:.1f}-{m['range'][1]:.1f}]"
 
 
 def main() -> None:
@@ -310,16 +354,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--part", choices=["all", "quality", "cost"], default="all")
     p.add_argument("--n", type=int, default=64, help="held-out problems per task")
-    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--layers", type=int, default=8)
     p.add_argument("--hidden", type=int, default=1024)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="runs per tool (cost)")
     p.add_argument("--no-mergekit", action="store_true")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", type=Path, default=OUT / "merge.json", help="results file")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("BURNISH_CACHE", tempfile.mkdtemp(prefix="burnish-bench-cache-"))
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / "merge.json"
+    path = args.json
+    path.parent.mkdir(parents=True, exist_ok=True)
     result = json.loads(path.read_text()) if path.is_file() else {}
     result["machine"] = f"{platform.machine()}, torch {torch.__version__}, {args.threads} threads"
     with tempfile.TemporaryDirectory(prefix="burnish-merge-bench-") as tmp:
@@ -327,7 +372,7 @@ def main() -> None:
         if args.part in ("all", "quality"):
             print("quality ...", flush=True)
             result["quality"] = quality(args)
-            plot_quality(result["quality"], OUT / "merge_quality.png")
+            plot_quality(result["quality"], path.with_name("merge_quality.png"))
         if args.part in ("all", "cost"):
             print("cost ...", flush=True)
             result["cost"] = cost(args)

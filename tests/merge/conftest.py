@@ -53,10 +53,15 @@ def family(tmp_path_factory: pytest.TempPathFactory, tok, tiny_model) -> dict[st
 @pytest.fixture(scope="session")
 def merge_yaml(family: dict[str, Path]) -> Callable[..., Path]:
     """``merge_yaml(path, method, extra="")``: write a merge config of base + ft0..ft2 with
-    ``method`` to ``path``; ``extra`` is appended YAML."""
+    ``method`` to ``path``; ``extra`` is appended YAML. Each fine-tune has weight 1 (mergekit
+    requires a weight); the base is listed with weight 0, so a linear merge, which averages a
+    base_model in as mergekit does, stays the mean of the fine-tunes."""
 
     def write(path: Path, method: str, extra: str = "") -> Path:
-        models = "".join(f"  - model: {family[f'ft{i}']}\n" for i in range(3))
+        models = "".join(
+            f"  - model: {family[f'ft{i}']}\n    parameters: {{weight: 1.0}}\n" for i in range(3)
+        )
+        models += f"  - model: {family['base']}\n    parameters: {{weight: 0.0}}\n"
         path.write_text(
             f"merge_method: {method}\nbase_model: {family['base']}\nmodels:\n{models}{extra}"
         )

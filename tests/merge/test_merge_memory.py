@@ -42,7 +42,7 @@ def test_merge_peak_rss_far_below_inputs(tmp_path: Path, tiny_model, tok, pertur
     cfg = tmp_path / "m.yaml"
     cfg.write_text(
         f"merge_method: ties\nbase_model: {dirs[0]}\nmodels:\n{models}"
-        "parameters: {density: 0.5}\n"
+        "parameters: {density: 0.5, weight: 1}\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, str(cfg), str(tmp_path / "out")],

@@ -99,14 +99,37 @@ def test_breadcrumbs_ties_sign_election() -> None:
     assert torch.allclose(out, T([-3.0, 2.0, 3.0, 100.0]))
 
 
-def test_dare_survivors_are_rescaled_by_one_over_density() -> None:
+def test_dare_survivors_are_rescaled_by_one_over_density_when_asked() -> None:
     d = torch.randn(1000, generator=torch.Generator().manual_seed(0))
     out = dare_linear(
-        torch.zeros(1000), [d], [1.0], [0.25], generator=torch.Generator().manual_seed(1)
+        torch.zeros(1000),
+        [d],
+        [1.0],
+        [0.25],
+        generator=torch.Generator().manual_seed(1),
+        rescale_norm="density",
     )
     kept = out != 0
     assert 0.2 < kept.float().mean() < 0.3
     assert torch.allclose(out[kept], d[kept] / 0.25)
+
+
+@pytest.mark.parametrize("method", [dare_linear, dare_ties])
+def test_dare_rescales_to_the_l1_norm_by_default_as_mergekit(method) -> None:
+    # mergekit's `rescale: true` (DARE's default) matches the undropped delta's L1 norm
+    d = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    out = method(torch.zeros(1000), [d], [1.0], [0.25], generator=torch.Generator().manual_seed(1))
+    kept = out != 0
+    assert torch.isclose(out.abs().sum(), d.abs().sum())
+    scale = d.abs().sum() / d[kept].abs().sum()
+    assert torch.allclose(out[kept], d[kept] * scale) and abs(scale - 4) > 0.05
+
+
+def test_rescale_option_none_means_the_method_default_l1() -> None:
+    d = torch.randn(200, generator=torch.Generator().manual_seed(0))
+    options = {"rescale": True, "rescale_norm": None, "lam": 1.0}
+    out = call_method(get_method("ties"), torch.zeros(200), [d], [1.0], [0.3], options, None)
+    assert torch.isclose(out.abs().sum(), d.abs().sum())
 
 
 def test_dare_expectation_is_the_task_vector() -> None:
@@ -114,7 +137,14 @@ def test_dare_expectation_is_the_task_vector() -> None:
     base, d = torch.randn(500, generator=g), torch.randn(500, generator=g)
     runs = torch.stack(
         [
-            dare_linear(base, [base + d], [1.0], [0.3], generator=torch.Generator().manual_seed(s))
+            dare_linear(
+                base,
+                [base + d],
+                [1.0],
+                [0.3],
+                generator=torch.Generator().manual_seed(s),
+                rescale_norm="density",
+            )
             for s in range(400)
         ]
     )
@@ -194,3 +224,67 @@ def test_magnitude_mask_exactly_k_with_ties_at_the_threshold() -> None:
     big = torch.randn(1001, generator=torch.Generator().manual_seed(0))
     mask = magnitude_mask(big, 0.3)
     assert int(mask.sum()) == 300 and big.abs()[mask].min() >= big.abs()[~mask].max()
+
+
+def _argsort_choice(d: torch.Tensor, density: float) -> torch.Tensor:
+    """mergekit 0.1.5's TIES trim on CPU: the first k of an (unstable) descending argsort."""
+    k = max(1, int(density * d.numel()))
+    mask = torch.zeros(d.numel(), dtype=torch.bool)
+    mask[torch.argsort(d.abs().reshape(-1).float(), descending=True)[:k]] = True
+    return mask.reshape(d.shape)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.3, 0.5])
+def test_magnitude_mask_breaks_ties_like_mergekits_cpu_argsort(density: float) -> None:
+    # values from {-3..3}: thousands of entries tie at the threshold; which of them survive is
+    # what torch's unstable CPU sort puts first, not index order
+    d = torch.randint(-3, 4, (64, 1000), generator=torch.Generator().manual_seed(0)).float()
+    want = _argsort_choice(d, density)
+    k = max(1, int(density * d.numel()))
+    stable = torch.argsort(d.abs().reshape(-1), descending=True, stable=True)[:k]
+    index_order = torch.zeros(d.numel(), dtype=torch.bool)
+    index_order[stable] = True  # ties kept in index order (burnish's old rule)
+    assert not torch.equal(want.reshape(-1), index_order)  # the tie rule matters here
+    mask = magnitude_mask(d, density)
+    assert torch.equal(mask, want) and int(mask.sum()) == k
+
+
+def test_magnitude_mask_without_straddling_ties_needs_no_sort(monkeypatch) -> None:
+    import burnish.merge.sparsify as sparsify
+
+    def no_sort(*_a: object, **_k: object) -> None:
+        raise AssertionError("sorted")
+
+    monkeypatch.setattr(sparsify, "_argsort_mask", no_sort)
+    d = torch.randn(10_000, generator=torch.Generator().manual_seed(0))  # no ties
+    assert torch.equal(magnitude_mask(d, 0.3), _argsort_choice(d, 0.3))
+    z = torch.cat([torch.ones(100), torch.zeros(900)])  # threshold 0: only the zeros tie
+    out = apply_mask(z, magnitude_mask(z, 0.5), 0.5, rescale=False)
+    assert torch.equal(out, z * _argsort_choice(z, 0.5))  # same output, zeros unmarked
+
+
+def _index_choice(d: torch.Tensor, density: float) -> torch.Tensor:
+    """Ties at the threshold kept in index order: a stable descending argsort's first k."""
+    k = max(1, int(density * d.numel()))
+    mask = torch.zeros(d.numel(), dtype=torch.bool)
+    mask[torch.argsort(d.abs().reshape(-1), descending=True, stable=True)[:k]] = True
+    return mask.reshape(d.shape)
+
+
+def test_trim_tie_break_is_mergekits_for_float32_inputs_and_index_order_for_16_bit(
+    monkeypatch,
+) -> None:
+    import burnish.merge.sparsify as sparsify
+
+    d = torch.randint(-3, 4, (64, 1000), generator=torch.Generator().manual_seed(1)).float()
+    base = torch.zeros_like(d)
+    out = ties(base, [d], [1.0], [0.3])  # float32: what mergekit's CPU sort keeps
+    assert torch.equal(out, d * _argsort_choice(d, 0.3))
+
+    def no_sort(*_a: object, **_k: object) -> None:
+        raise AssertionError("sorted")
+
+    monkeypatch.setattr(sparsify, "_argsort_mask", no_sort)
+    half = ties(base.bfloat16(), [d.bfloat16()], [1.0], [0.3])  # exact in bf16: same delta
+    assert torch.equal(half, d * _index_choice(d, 0.3))
+    assert torch.equal(sparsify.magnitude_mask(d, 0.3, "index"), _index_choice(d, 0.3))

@@ -22,7 +22,7 @@ def breadcrumbs_ties(
     lam: float = 1.0,
     normalize: bool = False,
     rescale: bool = False,
-    rescale_norm: RescaleNorm = "density",
+    rescale_norm: RescaleNorm = "l1",
 ) -> Tensor:
     """Breadcrumbs-TIES merge onto ``base`` (shapes all S; returns float32, S)."""
     return merge_task_vectors(

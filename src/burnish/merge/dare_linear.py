@@ -1,8 +1,9 @@
 """DARE + linear: randomly drop task-vector entries, rescale survivors, add the weighted sum.
 
-Yu et al., 2024 (arXiv 2311.03099). Each entry of d_i survives with probability ``density``
-and survivors are divided by ``density`` (``rescale``, on by default), so the expected merged
-task vector equals the undropped one. Seeded through ``generator``.
+Yu et al., 2024 (arXiv 2311.03099), as mergekit defines it. Each entry of d_i survives with
+probability ``density``; with ``rescale`` (on by default) the survivors are scaled so that the
+dropped d_i keeps its L1 norm (mergekit), or by ``1 / density`` (the DARE paper, which keeps
+every entry's expectation) with ``rescale_norm="density"``. Seeded through ``generator``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def dare_linear(
     lam: float = 1.0,
     normalize: bool = False,
     rescale: bool = True,
-    rescale_norm: RescaleNorm = "density",
+    rescale_norm: RescaleNorm = "l1",
 ) -> Tensor:
     """DARE-linear merge of ``models`` onto ``base`` (shapes all S; returns float32, S)."""
     return merge_task_vectors(

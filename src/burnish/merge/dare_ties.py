@@ -1,4 +1,8 @@
-"""DARE + TIES: random drop with rescaling, then TIES sign election and disjoint mean."""
+"""DARE + TIES: random drop with rescaling, then TIES sign election and disjoint sum.
+
+Rescaling is as in :mod:`burnish.merge.dare_linear`: to the dropped d_i's original L1 norm by
+default (mergekit), or by ``1 / density`` with ``rescale_norm="density"``.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +27,11 @@ def dare_ties(
     lam: float = 1.0,
     normalize: bool = False,
     rescale: bool = True,
-    rescale_norm: RescaleNorm = "density",
+    rescale_norm: RescaleNorm = "l1",
 ) -> Tensor:
     """DARE-TIES merge of ``models`` onto ``base`` (shapes all S; returns float32, S).
 
-    Defaults follow mergekit: rescale on, normalize off (the agreeing sum is not divided).
+    Defaults follow mergekit: rescale on (L1), normalize off (the agreeing sum is not divided).
     """
     return merge_task_vectors(
         base,

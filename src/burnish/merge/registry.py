@@ -6,6 +6,7 @@ arguments and options it takes, so the streaming merge treats them all alike.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,14 @@ from burnish.merge.linear import linear
 from burnish.merge.task_arithmetic import task_arithmetic
 from burnish.merge.ties import ties
 
-__all__ = ["MERGE_METHODS", "MergeMethod", "call_method", "get_method", "list_methods"]
+__all__ = [
+    "MERGE_METHODS",
+    "MergeMethod",
+    "call_method",
+    "get_method",
+    "list_methods",
+    "option_default",
+]
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,11 @@ def get_method(name: str) -> MergeMethod:
             f"unknown merge method {name!r}; choose one of {', '.join(list_methods())}"
         )
     return MERGE_METHODS[name]
+
+
+def option_default(method: MergeMethod, option: str) -> Any:
+    """The default of keyword ``option`` of ``method.fn`` (e.g. whether TIES normalizes)."""
+    return inspect.signature(method.fn).parameters[option].default
 
 
 def call_method(

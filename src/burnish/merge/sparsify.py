@@ -4,10 +4,14 @@ Each function takes one task vector ``delta`` (any shape, float) and returns a b
 the same shape that says which entries survive. :func:`apply_mask` zeroes the others and,
 when asked, rescales the survivors:
 
+- ``"l1"`` (the default): match the L1 norm of the untouched delta. This is what
+  ``rescale: true`` means in mergekit 0.1.5, for every sparsifier.
 - ``"density"``: divide by the density, as the DARE paper does; for a random drop this keeps
-  the expectation of every entry equal to the task vector.
-- ``"l1"``: match the L1 norm of the untouched delta (what mergekit 0.1.5 does for every
-  sparsifier when ``rescale`` is on).
+  the expectation of every entry equal to the task vector. burnish only; asked for with
+  ``rescale_norm: density``.
+
+Which entries survive a magnitude trim or an outlier drop is decided exactly as mergekit
+decides it on CPU, ties included (see :func:`magnitude_mask` for the one exception).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import Tensor
 
 __all__ = [
     "RescaleNorm",
+    "TieBreak",
     "apply_mask",
     "magnitude_mask",
     "outlier_mask",
@@ -26,31 +31,69 @@ __all__ = [
     "sparsify",
 ]
 
-RescaleNorm = Literal["density", "l1"]
+RescaleNorm = Literal["l1", "density"]
+TieBreak = Literal["mergekit", "index"]
 Sparsifier = Literal["magnitude", "random", "outliers"]
 
 
-def magnitude_mask(delta: Tensor, density: float) -> Tensor:
+def magnitude_mask(delta: Tensor, density: float, ties: TieBreak = "mergekit") -> Tensor:
     """Keep the ``k = max(1, int(density * numel))`` largest-magnitude entries (TIES trim).
 
-    The k-th largest magnitude is found by an in-place selection (numpy's introselect) on one
-    float32 copy of |delta|, without topk's index tensors; entries tied at that magnitude are
-    kept in index order until exactly k survive.
+    Entries above the k-th largest magnitude (the threshold) are always kept. When the entries
+    tied at the threshold do not all fit, ``ties`` chooses among them:
+
+    - ``"mergekit"``: the ones mergekit 0.1.5 keeps on CPU, i.e. the first k indices of
+      ``torch.argsort(|delta|, descending=True)`` on float32 magnitudes. Only that (unstable)
+      sort knows which, so it is run, on the whole tensor, only then.
+    - ``"index"``: the first ones in index order, without a sort (mergekit on CUDA, whose sort
+      is stable for tensors over 4096 entries, keeps these).
+
+    A zero threshold needs neither: the entries tied at it are zeros, and keeping a zero
+    changes no output (sum, sign election, divisor, L1 norm), so they are left out and fewer
+    than k entries may be marked.
+
+    Memory: the threshold comes from an in-place selection (numpy's introselect) on one
+    float32 copy of |delta| (4 bytes per entry); the tie-breaking sort, when needed, adds an
+    int64 index (8 bytes per entry) and sorts that copy in place.
     """
     if density >= 1:
         return torch.ones_like(delta, dtype=torch.bool)
     n = delta.numel()
     k = max(1, int(density * n))
-    mags = delta.detach().abs().reshape(-1).float().cpu()  # [N], our own copy
-    mags.numpy().partition(n - k)  # in place: mags[n - k] is the k-th largest magnitude
-    threshold = float(mags[n - k])
-    del mags
-    mask = (delta > threshold) | (delta < -threshold)  # strictly above the threshold
+    threshold = _kth_largest_magnitude(delta, k)
+    d = delta if delta.dtype == torch.float32 else delta.float()  # compare what was ranked
+    mask = (d > threshold) | (d < -threshold)  # strictly above the threshold
+    if threshold == 0:
+        return mask
+    tied = (d == threshold) | (d == -threshold)
     missing = k - int(mask.sum())
-    if missing > 0:
-        at = ((delta == threshold) | (delta == -threshold)).reshape(-1).nonzero()[:missing, 0]
-        mask.view(-1)[at] = True
-    return mask
+    if int(tied.sum()) == missing:  # every tied entry fits: no choice to make
+        return mask.logical_or_(tied)
+    if ties == "index":
+        mask.view(-1)[tied.reshape(-1).nonzero()[:missing, 0]] = True
+        return mask
+    del mask, tied
+    return _argsort_mask(delta, k)
+
+
+def _kth_largest_magnitude(delta: Tensor, k: int) -> float:
+    """The k-th largest of |delta| (1 <= k <= numel), by selection on one float32 copy."""
+    mags = delta.detach().abs().reshape(-1).float().cpu()  # [N], our own copy
+    n = mags.numel()
+    mags.numpy().partition(n - k)  # in place: mags[n - k] is the k-th largest magnitude
+    return float(mags[n - k])
+
+
+def _argsort_mask(delta: Tensor, k: int) -> Tensor:
+    """True at the first k of ``argsort(|delta|, descending=True)``: mergekit's selection."""
+    mags = delta.detach().abs().reshape(-1).float().cpu()  # [N], our own copy
+    order = torch.empty(mags.numel(), dtype=torch.long)
+    # Sorting the copy in place gives argsort's exact permutation without a second [N] copy.
+    torch.sort(mags, descending=True, out=(mags, order))
+    del mags
+    mask = torch.zeros(delta.numel(), dtype=torch.bool)
+    mask[order[:k]] = True
+    return mask.reshape(delta.shape).to(delta.device)
 
 
 def random_mask(delta: Tensor, density: float, generator: torch.Generator | None) -> Tensor:
@@ -83,10 +126,10 @@ def apply_mask(
     mask: Tensor,
     density: float,
     rescale: bool,
-    norm: RescaleNorm = "density",
+    norm: RescaleNorm = "l1",
     inplace: bool = False,
 ) -> Tensor:
-    """``delta * mask``, rescaled by ``1 / density`` or to the original L1 norm if ``rescale``.
+    """``delta * mask``, rescaled to the original L1 norm (or by ``1 / density``) if ``rescale``.
 
     ``inplace`` overwrites ``delta`` (saves one tensor of memory in the streaming merge).
     """
@@ -108,14 +151,18 @@ def sparsify(
     density: float,
     *,
     rescale: bool = False,
-    norm: RescaleNorm = "density",
+    norm: RescaleNorm = "l1",
     gamma: float = 0.01,
     generator: torch.Generator | None = None,
+    ties: TieBreak = "mergekit",
     inplace: bool = False,
 ) -> Tensor:
-    """Sparsify one task vector with ``method`` ('magnitude', 'random' or 'outliers')."""
+    """Sparsify one task vector with ``method`` ('magnitude', 'random' or 'outliers').
+
+    ``ties`` is the magnitude trim's tie-break (see :func:`magnitude_mask`).
+    """
     if method == "magnitude":
-        mask = magnitude_mask(delta, density)
+        mask = magnitude_mask(delta, density, ties)
     elif method == "random":
         mask = random_mask(delta, density, generator)
     elif method == "outliers":

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from burnish.merge.consensus import agreement_mask, elect_sign
-from burnish.merge.sparsify import RescaleNorm, Sparsifier, sparsify
+from burnish.merge.sparsify import RescaleNorm, Sparsifier, TieBreak, sparsify
 
 __all__ = ["merge_task_vectors"]
 
@@ -34,7 +34,7 @@ def merge_task_vectors(
     lam: float = 1.0,
     normalize: bool = False,
     rescale: bool = False,
-    rescale_norm: RescaleNorm = "density",
+    rescale_norm: RescaleNorm = "l1",
     gamma: float = 0.01,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -57,6 +57,7 @@ def merge_task_vectors(
                 norm=rescale_norm,
                 gamma=gamma,
                 generator=generator,
+                ties=_tie_break(base, model),
                 inplace=True,  # delta is ours
             )
         weighted.append(delta.mul_(w))
@@ -66,6 +67,20 @@ def merge_task_vectors(
     if lam != 1:
         mixed *= lam
     return mixed.add_(base32)  # mixed is ours
+
+
+def _tie_break(base: Tensor, model: Tensor) -> TieBreak:
+    """mergekit's tie-break where it trims the same numbers as burnish, else index order.
+
+    mergekit computes each delta in its compute dtype (the inputs' dtype unless its YAML sets
+    ``dtype``). From float32 weights that is burnish's float32 delta, so breaking ties as
+    mergekit's sort does reproduces its trim exactly. From 16-bit weights mergekit usually
+    trims 16-bit-rounded deltas, which no tie rule reproduces, and their few distinct values
+    tie at nearly every threshold: the sort would triple the cost of the trim for nothing, so
+    ties go in index order. (Only mergekit's ``dtype: float32`` on 16-bit inputs trims
+    burnish's numbers; this function cannot see that setting, so ties differ there.)
+    """
+    return "mergekit" if base.dtype == model.dtype == torch.float32 else "index"
 
 
 _CHUNK = 1 << 20  # elements per slice of the sign-consensus pass (bounds temporaries)

@@ -26,7 +26,7 @@ def ties(
     lam: float = 1.0,
     normalize: bool = True,
     rescale: bool = False,
-    rescale_norm: RescaleNorm = "density",
+    rescale_norm: RescaleNorm = "l1",
 ) -> Tensor:
     """TIES merge of ``models`` onto ``base`` (shapes all S; returns float32 of shape S)."""
     return merge_task_vectors(
