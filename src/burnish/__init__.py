@@ -40,7 +40,7 @@ _EXPORTS: dict[str, str] = {
     "SQuatCache": "burnish.kvcache",
     "run_search": "burnish.scaling",
     "load_prm": "burnish.scaling",
-    "build_zoo": "burnish.train.zoo",
+    "build_zoo": "burnish.zoo_build",
     "list_zoo": "burnish.models.zoo",
 }
 

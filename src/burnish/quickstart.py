@@ -11,11 +11,11 @@ from pathlib import Path
 
 from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
-from burnish.io import atomic_write_text, check_output_dir, remove_owned, write_jsonl
+from burnish.io import atomic_write_text, check_output_dir, remove_owned
 from burnish.models.io import load_model
 from burnish.models.zoo import resolve_model
 from burnish.tasks import get_task
-from burnish.train.config import SFTConfig
+from burnish.train.finetune import examples_config
 from burnish.train.sft import run_sft
 
 __all__ = ["run_quickstart"]
@@ -50,12 +50,10 @@ def run_quickstart(
     m, tok = load_model(src)
     t0 = time.time()
     before = evaluate(m, tok, [task], n_eval, progress=progress)[task]
-    data = output / "train.jsonl"
-    write_jsonl(data, (e.to_messages() for e in get_task(task).generate(20_000, "train")))
-    cfg = SFTConfig(
+    cfg = examples_config(
+        get_task(task).generate(20_000, "train"),
+        output,
         model=str(src),
-        data=str(data),
-        output_dir=str(output / "run"),
         max_seq_len=128,
         effective_batch_size=128,
         lr=1e-3,

@@ -15,7 +15,7 @@ from burnish.eval import evaluate
 from burnish.models import load_model
 from burnish.models.tokenizer import build_char_tokenizer
 from burnish.models.zoo import ZOO_DIR, list_zoo, resolve_model, zoo_card
-from burnish.train.zoo import build_zoo
+from burnish.zoo_build import build_zoo
 
 EXPECTED = ("base", "ft-addition", "ft-sorting", "ft-reversal", "arith-policy", "qwen2-mix")
 ZOO = list_zoo()
@@ -146,8 +146,10 @@ def test_resolve_model_path_wins_and_errors_list_zoo(
 
 def test_zoo_build_names_and_order_errors(tmp_path) -> None:
     """Unknown names list every buildable model (arith-prm included); arith-prm needs its
-    policy built first in the output folder."""
+    policy, in the output folder or the shipped zoo."""
+    from burnish.zoo_build import PRMSpec
+
     with pytest.raises(ConfigError, match="arith-prm"):
         build_zoo(["no-such-model"], tmp_path, progress=False)
-    with pytest.raises(ConfigError, match="needs 'arith-policy' built first"):
-        build_zoo(["arith-prm"], tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="needs 'no-such-policy' built first"):
+        build_zoo(["arith-prm"], tmp_path, progress=False, prm=PRMSpec(parent="no-such-policy"))

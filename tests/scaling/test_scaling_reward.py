@@ -141,8 +141,8 @@ def test_logprob_reward_uses_recorded_logprobs() -> None:
 def test_arith_prm_tells_right_from_wrong() -> None:
     """The shipped PRM loads from its card and ranks each gold solution above minimally
     wrong copies of it (answer off by one; one step nudged, the rest carried forward)."""
-    from burnish.scaling.build_prm import corrupt_solution
     from burnish.tasks import get_task
+    from burnish.tasks.arith_chain import corrupt_solution
 
     prm = load_prm("arith-prm")
     scores = prm.score_texts("chain 2*3*4-1", [["2*3=6", "6*4=24", "24-1=23", "Answer: 23"]])

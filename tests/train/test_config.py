@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from burnish.config import load_config, parse_overrides
 from burnish.errors import ConfigError
-from burnish.train import SFTConfig, load_config, parse_overrides
+from burnish.train import SFTConfig
 
 
 def _yaml(tmp_path: Path, text: str) -> Path:

@@ -10,12 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from burnish.config import load_config
 from burnish.errors import BurnishError, ConfigError, DataError, OutputExistsError
 from burnish.eval import evaluate
 from burnish.io import read_jsonl, write_jsonl
 from burnish.models import load_model
 from burnish.tasks import get_task
-from burnish.train import SFTConfig, load_config, run_sft
+from burnish.train import SFTConfig, run_sft
 from burnish.train.sft import sft
 
 

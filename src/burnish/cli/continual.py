@@ -47,7 +47,8 @@ def continual_command(
 
     Each stage trains on SAMPLES fresh examples for one epoch (ceil(SAMPLES / batch) optimizer
     steps, batch = effective_batch_size) unless --set max_steps=N says otherwise."""
-    from burnish.train.config import OSFTConfig, parse_overrides, recommended_options
+    from burnish.config import parse_overrides
+    from burnish.train.config import OSFTConfig, recommended_options
     from burnish.train.continual import run_continual
 
     names = split_names(tasks)

@@ -45,8 +45,8 @@ def merge_command(
     dare_ties, breadcrumbs, breadcrumbs_ties), optionally with AIM, one tensor at a time.
 
     OUT must be new or empty (or pass --overwrite), and outside every input model."""
+    from burnish.config import parse_overrides
     from burnish.merge import load_merge_config, run_merge
-    from burnish.train.config import parse_overrides
 
     overrides = parse_overrides(set_)
     if omega is not None:
@@ -117,8 +117,8 @@ def aim_apply_command(
 ) -> None:
     """Apply AIM to any merged model as a post-step."""
 
+    from burnish.config import load_config
     from burnish.merge import AIMConfig, apply_aim
-    from burnish.train.config import load_config
 
     values = {"omega": omega, "stats": str(stats) if stats else None, "data": data}
     aim = load_config(AIMConfig, None, values)

@@ -89,8 +89,8 @@ def scale_command(
     """Search each problem with ALGO and BUDGET; write one JSONL row per problem (resumable)
     and OUTPUT.summary.json. A search option not given takes the default shown (from
     burnish.scaling.settings.SearchSettings)."""
+    from burnish.config import parse_overrides
     from burnish.scaling.run import run_search
-    from burnish.train.config import parse_overrides
 
     options = {
         "temperature": temperature,

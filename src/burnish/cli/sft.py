@@ -34,7 +34,7 @@ def _config(
     chat_template: Path | None,
 ) -> SFTConfig:
     """The validated config: YAML, then --set overrides, then the explicit options."""
-    from burnish.train.config import load_config, parse_overrides
+    from burnish.config import load_config, parse_overrides
 
     overrides = parse_overrides(set_)
     overrides.update({"model": model, "data": data, "output_dir": output_dir})

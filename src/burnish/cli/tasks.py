@@ -40,9 +40,9 @@ def generate_command(
     overwrite: bool = typer.Option(False, help="Replace an existing OUT file."),
 ) -> None:
     """Write N examples per task as chat rows {"messages": [...], "task", "final"}."""
+    from burnish.config import parse_overrides
     from burnish.io import check_output_file, write_jsonl
     from burnish.tasks import mixture
-    from burnish.train.config import parse_overrides
 
     check_output_file(out, overwrite)
     examples = mixture(split_names(names), n, split, seed, parse_overrides(task_option))

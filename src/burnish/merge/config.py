@@ -33,9 +33,9 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from burnish.config import load_config
 from burnish.merge.registry import MERGE_METHODS, list_methods, option_default
 from burnish.models.io import parse_dtype
-from burnish.train.config import load_config
 
 __all__ = [
     "AIMConfig",

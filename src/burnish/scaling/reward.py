@@ -6,7 +6,8 @@
   separator's position, probability of "good".
 - :class:`LikelihoodProcessRewardModel`: a causal LM read as a likelihood verifier: score =
   sigmoid(beta * the answer's log-likelihood so far + bias), fitted on step labels. The zoo's
-  ``arith-prm`` is one (the two-class kind learned little on the zoo; see build_prm).
+  ``arith-prm`` is one (the two-class kind learned little on the zoo; see
+  :mod:`burnish.zoo_build.prm`).
 - :class:`OutcomeRewardModel`: any PRM asked only about the whole answer (one score).
 - :class:`LogProbReward`: reward-free option, the policy's own mean token probability per
   step (recorded by the engine while sampling; costs no model call).
@@ -291,6 +292,8 @@ class HFProcessRewardModel(SeparatorRewardModel):
         good, bad: the two label tokens whose logits at a separator form the two-class head.
     """
 
+    kind = "two_class"
+
     def __init__(
         self,
         model: PreTrainedModel,
@@ -302,10 +305,15 @@ class HFProcessRewardModel(SeparatorRewardModel):
         cache_size: int = 100_000,
     ) -> None:
         super().__init__(model, tokenizer, separator, max_batch_tokens, cache_size)
+        self.good, self.bad = good, bad
         self.label_ids = [
             _single_token(tokenizer, good, "label"),
             _single_token(tokenizer, bad, "label"),
         ]
+
+    def card_options(self) -> dict:
+        """The card's "prm" section that :func:`load_prm` rebuilds this reward model from."""
+        return {"kind": self.kind, "separator": self.separator, "good": self.good, "bad": self.bad}
 
     def _read(self, logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         """P(good) of the two-class head at every position [B, T]."""
@@ -339,9 +347,11 @@ class LikelihoodProcessRewardModel(SeparatorRewardModel):
     separator after step i. A step that a good calculator would not write costs many nats
     at once, so the score falls at the step where an answer goes wrong and, the sum only
     decreasing, stays low after it. ``beta`` and ``bias`` are fitted with the model on
-    step-checker labels (:mod:`burnish.scaling.build_prm`) and stored in the PRM's
+    step-checker labels (:mod:`burnish.zoo_build.prm`) and stored in the PRM's
     ``card.json``.
     """
+
+    kind = "likelihood"
 
     def __init__(
         self,
@@ -355,6 +365,15 @@ class LikelihoodProcessRewardModel(SeparatorRewardModel):
     ) -> None:
         super().__init__(model, tokenizer, separator, max_batch_tokens, cache_size)
         self.beta, self.bias = float(beta), float(bias)
+
+    def card_options(self) -> dict:
+        """The card's "prm" section that :func:`load_prm` rebuilds this reward model from."""
+        return {
+            "kind": self.kind,
+            "separator": self.separator,
+            "beta": self.beta,
+            "bias": self.bias,
+        }
 
     def _read(self, logits: torch.Tensor, ids: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.beta * answer_logprob_sums(logits, ids, starts) + self.bias)
@@ -399,7 +418,12 @@ class LogProbReward:
         return out
 
 
-PRM_KINDS = ("two_class", "likelihood")
+# The PRM kinds, by the name a card's "prm" section gives: each class is built from that
+# section's other keys (its constructor's keyword arguments) and writes them back with
+# ``card_options()``.
+PRM_KINDS: dict[str, type[SeparatorRewardModel]] = {
+    cls.kind: cls for cls in (HFProcessRewardModel, LikelihoodProcessRewardModel)
+}
 
 
 def load_prm(
@@ -409,13 +433,13 @@ def load_prm(
     kind: str | None = None,
     allow_pickle: bool = False,
 ) -> SeparatorRewardModel:
-    """Load a PRM directory or zoo name, configured by the "prm" key of its card.json.
+    """Load a PRM directory or zoo name, configured by the "prm" section of its card.json.
 
-    ``{"kind": "two_class", "separator", "good", "bad"}`` gives a
-    :class:`HFProcessRewardModel` (newline, "+", "-" by default); ``{"kind": "likelihood",
-    "separator", "beta", "bias"}`` a :class:`LikelihoodProcessRewardModel`. A model whose card
-    has no "prm" section is refused (it would score noise) unless ``kind`` names the head,
-    which then uses that kind's defaults; ``kind`` must agree with a card that has one.
+    The section names a kind of :data:`PRM_KINDS` (``two_class`` when absent) and that
+    class's options, e.g. ``{"kind": "likelihood", "separator": "\\n", "beta", "bias"}``. A
+    model whose card has no "prm" section is refused (it would score noise) unless ``kind``
+    names the head, which then uses that kind's defaults; ``kind`` must agree with a card
+    that has one.
     """
     from burnish.models.io import load_model
     from burnish.models.zoo import resolve_model
@@ -425,21 +449,11 @@ def load_prm(
     path = resolve_model(name_or_path)
     opts = _card_prm(Path(path), kind, name_or_path)
     model, tok = load_model(path, dtype=dtype, device=device, allow_pickle=allow_pickle)
-    if opts["kind"] == "likelihood":
-        return LikelihoodProcessRewardModel(
-            model,
-            tok,
-            separator=opts.get("separator", "\n"),
-            beta=opts.get("beta", 1.0),
-            bias=opts.get("bias", 0.0),
-        )
-    return HFProcessRewardModel(
-        model,
-        tok,
-        separator=opts.get("separator", "\n"),
-        good=opts.get("good", "+"),
-        bad=opts.get("bad", "-"),
-    )
+    cls = PRM_KINDS[opts.pop("kind")]
+    try:
+        return cls(model, tok, **opts)
+    except TypeError as e:
+        raise ConfigError(f"{path}/card.json: bad 'prm' options for {cls.kind} ({e})") from None
 
 
 def _card_prm(path: Path, kind: str | None, name: str | Path) -> dict:

@@ -22,11 +22,51 @@ from typing import ClassVar
 from burnish.errors import TaskError
 from burnish.tasks.base import ANSWER_PREFIX, Example, Task, _check_int, _check_range
 
-__all__ = ["ArithChainTask"]
+__all__ = ["ArithChainTask", "corrupt_solution", "nudge"]
 
 _OPERATORS = "+-*"
 _PROMPT = re.compile(r"chain (\d+(?:[-+*]\d+)+)")
 _TOKEN = re.compile(r"\d+|[-+*]")
+_STEP = re.compile(r"(-?\d+)([-+*])(\d+)=(-?\d+)$")
+_DELTAS = (-10, -2, -1, 1, 2, 10)
+
+
+def nudge(value: int, rng: random.Random) -> int:
+    """A wrong value close to ``value``: off by a little, or two adjacent digits swapped."""
+    digits = str(abs(value))
+    if len(digits) > 1 and rng.random() < 0.25:
+        i = rng.randrange(len(digits) - 1)
+        swapped = digits[:i] + digits[i + 1] + digits[i] + digits[i + 2 :]
+        new = int(swapped) * (-1 if value < 0 else 1)
+        if new != value:
+            return new
+    return value + rng.choice(_DELTAS)
+
+
+def corrupt_solution(gold: str, rng: random.Random) -> str:
+    """A minimally wrong copy of a gold ``arith_chain`` solution (contrastive PRM data).
+
+    One step's result (or only the final ``Answer:`` value) is nudged (:func:`nudge`); the
+    steps after a nudged result continue from the wrong value, as a policy that slipped once
+    would.
+    """
+    lines = gold.splitlines()
+    steps, answer = lines[:-1], lines[-1]
+    k = rng.randrange(len(steps) + 1)
+    if k == len(steps):  # only the answer line is wrong
+        value = int(answer.split(":", 1)[1])
+        return "\n".join([*steps, f"{ANSWER_PREFIX} {nudge(value, rng)}"])
+    out, value = [], None
+    for i, line in enumerate(steps):
+        m = _STEP.match(line.replace(" ", ""))
+        if m is None:
+            raise ValueError(f"not an arith_chain step: {line!r}")
+        left, op, right = int(m[1]) if value is None else value, m[2], int(m[3])
+        value = _apply(left, op, right)
+        if i == k:
+            value = nudge(value, rng)
+        out.append(f"{left}{op}{right}={value}")
+    return "\n".join([*out, f"{ANSWER_PREFIX} {value}"])
 
 
 def _apply(left: int, op: str, right: int) -> int:

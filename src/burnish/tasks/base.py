@@ -230,6 +230,17 @@ class Task(abc.ABC):
             result.append(ok)
         return result
 
+    def step_labels(self, prompt: str, completion: str) -> tuple[list[str], list[bool]]:
+        """(steps, labels) for process supervision: the non-empty lines of ``completion``,
+        each labelled good iff it and every line before it are correct
+        (:meth:`check_steps`)."""
+        steps = _nonempty_lines(completion)
+        labels, ok = [], True
+        for correct in self.check_steps(prompt, completion):
+            ok = ok and correct
+            labels.append(ok)
+        return steps, labels
+
     def generate(
         self, n: int, split: str = "train", seed: int = 0, unique: bool | None = None
     ) -> list[Example]:

@@ -9,14 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from burnish.train.config import OSFTConfig, SFTConfig, load_config, parse_overrides
+from burnish.train.config import OSFTConfig, SFTConfig
 
 __all__ = [
     "OSFTConfig",
     "SFTConfig",
     "SFTResult",
-    "load_config",
-    "parse_overrides",
     "run_sft",
 ]
 

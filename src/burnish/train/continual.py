@@ -22,13 +22,13 @@ from burnish.io import (
     atomic_write_text,
     check_output_dir,
     remove_owned,
-    write_jsonl,
 )
 from burnish.models.io import load_model
 from burnish.models.zoo import resolve_model
-from burnish.tasks import get_task
+from burnish.tasks import Example, get_task
 from burnish.train.checkpoint import STATE_DIR
-from burnish.train.config import OSFTConfig, load_config
+from burnish.train.config import OSFTConfig
+from burnish.train.finetune import examples_config
 from burnish.train.osft import OSFT
 from burnish.train.sft import run_sft
 
@@ -57,17 +57,18 @@ def backward_transfer(matrix: list[list[float]]) -> float:
 
 
 def _stage_config(
-    base: dict[str, Any], stage: int, n_stages: int, model: str, data: Path, out: Path
+    base: dict[str, Any],
+    stage: int,
+    n_stages: int,
+    model: str,
+    examples: list[Example],
+    work: Path,
 ) -> OSFTConfig:
-    """Stage i's config: the frozen share grows as tasks accumulate (trainable x (1 - i/T))."""
-    values = {
-        **base,
-        "model": model,
-        "data": str(data),
-        "output_dir": str(out),
-        "trainable_scale": base.get("trainable_scale", 1.0) * (1 - stage / n_stages),
-    }
-    return load_config(OSFTConfig, None, values)
+    """Stage i's config, training on ``examples`` (written to ``work/train.jsonl``) into
+    ``work/run``: the frozen share grows as tasks accumulate (trainable x (1 - i/T))."""
+    scale = base.get("trainable_scale", 1.0) * (1 - stage / n_stages)
+    options = {**base, "model": model, "trainable_scale": scale}
+    return examples_config(examples, work, OSFTConfig, **options)
 
 
 def _recipe_stage(osft: bool, progress: bool) -> StageTrainer:
@@ -148,10 +149,8 @@ def run_continual(
     for i, task in enumerate(tasks):
         stage = out / f"stage{i + 1}-{task}"
         if not (stage / "eval.json").is_file():
-            data = stage / "train.jsonl"
             examples = get_task(task).generate(samples_per_task, "train", seed=data_seed)
-            write_jsonl(data, (e.to_messages() for e in examples))
-            cfg = _stage_config(options or {}, i, len(tasks), current, data, stage / "run")
+            cfg = _stage_config(options or {}, i, len(tasks), current, examples, stage)
             final = train_stage(current, cfg)
             doc = {"model": str(final), "accuracy": accuracy(final)}
             atomic_write_text(stage / "eval.json", json.dumps(doc, indent=2) + "\n")

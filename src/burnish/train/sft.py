@@ -512,7 +512,7 @@ def sft(
     ``options`` are SFTConfig fields; unknown names raise ConfigError. ``resume`` and
     ``overwrite`` as in :func:`run_sft`.
     """
-    from burnish.train.config import load_config
+    from burnish.config import load_config
 
     cfg = load_config(
         SFTConfig, None, {"model": model, "data": data, "output_dir": output_dir, **options}

@@ -1,11 +1,11 @@
-"""The PRM build's contrastive data: minimally corrupted gold solutions, labelled by the checker."""
+"""The PRM build: contrastive data labelled by the checker, a grown trunk, both fits."""
 
 from __future__ import annotations
 
 import random
 
-from burnish.scaling.build_prm import corrupt_solution, label_solutions
 from burnish.tasks import get_task
+from burnish.tasks.arith_chain import corrupt_solution
 
 
 def test_corrupted_solutions_are_wrong_from_the_corruption_on() -> None:
@@ -15,7 +15,7 @@ def test_corrupted_solutions_are_wrong_from_the_corruption_on() -> None:
         gold = task.solve(example.prompt).answer
         for _ in range(4):
             bad = corrupt_solution(gold, rng)
-            steps, labels = label_solutions(task.name, example.prompt, bad)
+            steps, labels = task.step_labels(example.prompt, bad)
             assert len(steps) == len(gold.splitlines())
             assert bad != gold
             assert not labels[-1]  # the final answer is wrong ...
@@ -28,11 +28,12 @@ def test_corrupted_solutions_are_wrong_from_the_corruption_on() -> None:
                 assert steps[-1].split(": ")[1] == steps[-2].split("=")[1]
 
 
-def test_grown_model_starts_as_the_policy(tiny_llama) -> None:
+def test_grown_model_starts_as_the_policy(tiny_model) -> None:
     """Extra layers start as the identity and an untied head as a copy: same logits."""
     import torch
 
-    from burnish.scaling.build_prm import grow_model
+    tiny_llama = tiny_model("llama", hidden_size=32, num_layers=2)
+    from burnish.zoo_build.prm_fit import grow_model
 
     grown = grow_model(tiny_llama, 2, untie=True)
     assert grown.config.num_hidden_layers == tiny_llama.config.num_hidden_layers + 2
@@ -49,17 +50,20 @@ def test_likelihood_prm_fit_runs_on_the_zoo_policy() -> None:
 
     from burnish.models.io import load_model
     from burnish.models.zoo import resolve_model
-    from burnish.scaling.build_prm import PRMSpec, _contrastive, train_likelihood_prm
+    from burnish.zoo_build import PRM_FITS, PRMSpec
+    from burnish.zoo_build.prm_data import contrastive_rows
 
     task = get_task("arith_chain")
     prompts = [e.prompt for e in task.generate(6, "train", seed=0)]
-    rows = _contrastive(task, prompts, 2, seed=0)
+    rows = contrastive_rows(task, prompts, 2, seed=0)
     spec = replace(PRMSpec(), trunk_steps=0, steps=3, batch=4, warmup=1)
     _, tok = load_model(resolve_model(spec.parent))
     logs: list[str] = []
-    model, beta, bias, loss = train_likelihood_prm(spec, rows, tok, log=logs.append)
-    assert math.isfinite(loss) and beta > 0 and math.isfinite(bias)
-    assert not model.training
+    prm, loss = PRM_FITS["likelihood"](spec, rows, tok, task, log=logs.append)
+    card = prm.card_options()
+    assert card["kind"] == "likelihood" and card["separator"] == "\n"
+    assert math.isfinite(loss) and card["beta"] > 0 and math.isfinite(card["bias"])
+    assert not prm.model.training
     assert any("good" in m and "bad" in m for m in logs)
 
 
@@ -73,17 +77,21 @@ def test_two_class_prm_fit_runs_on_the_zoo_policy() -> None:
 
     from burnish.models.io import load_model
     from burnish.models.zoo import resolve_model
-    from burnish.scaling.build_prm import PRMSpec, _contrastive, train_prm
+    from burnish.zoo_build import PRM_FITS, PRMSpec
+    from burnish.zoo_build.prm_data import contrastive_rows
 
     task = get_task("arith_chain")
-    rows = _contrastive(task, [e.prompt for e in task.generate(6, "train", seed=0)], 2, seed=0)
+    prompts = [e.prompt for e in task.generate(6, "train", seed=0)]
+    rows = contrastive_rows(task, prompts, 2, seed=0)
     spec = replace(
         PRMSpec(), kind="two_class", extra_layers=1, untie=True, freeze_policy=True, steps=2
     )
     spec = replace(spec, trunk_steps=0)
     spec = replace(spec, batch=4, warmup=1, lr=1e-2)
     parent, tok = load_model(resolve_model(spec.parent))
-    model, loss = train_prm(spec, rows, tok, task, log=lambda message: None)
+    prm, loss = PRM_FITS["two_class"](spec, rows, tok, task, log=lambda message: None)
+    model = prm.model
+    assert prm.card_options() == {"kind": "two_class", "separator": "\n", "good": "+", "bad": "-"}
     assert math.isfinite(loss) and model.config.num_hidden_layers == 5
     before = dict(parent.named_parameters())
     for name, param in model.named_parameters():
