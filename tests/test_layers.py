@@ -17,7 +17,7 @@ ROOT = Path(burnish.__file__).parent
 
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"io", "progress"},
+    {"io", "progress", "seeding"},
     {"config", "tasks"},
     {"models"},
     {"data", "kvcache"},
@@ -43,11 +43,10 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("burnish.")}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.startswith("burnish."):
-                for alias in node.names:
-                    sub = f"{node.module}.{alias.name}"
-                    found.add(sub if sub in modules else node.module)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("burnish."):
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in modules else node.module)
     return found
 
 

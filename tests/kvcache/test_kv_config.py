@@ -59,3 +59,19 @@ def test_cache_defaults_read_the_config() -> None:
     # build_kv_cache: None leaves an option at its default (what an unset CLI flag passes)
     cache = build_kv_cache("squat", None, bits=4, rank=None, lam=None)
     assert cache.config == SQuatConfig(bits=4)
+
+
+def test_cache_switches_attention_only_while_used(tiny_model) -> None:
+    """KIVICache(model) switches the model to burnish_kv; leaving the ``with`` block (or
+    restore_attention) switches it back."""
+    from burnish.kvcache import KIVICache
+
+    model = tiny_model("llama", attn="eager")
+    with KIVICache(model, bits=2) as cache:
+        assert model.config._attn_implementation == "burnish_kv"
+        assert cache.config.bits == 2
+    assert model.config._attn_implementation == "eager"
+    cache = KIVICache(model)
+    cache.restore_attention()
+    cache.restore_attention()  # idempotent
+    assert model.config._attn_implementation == "eager"

@@ -1,14 +1,18 @@
 """Run one small SFT job; launched by test_distributed.py under torchrun or plain python.
 
 Usage: python dist_sft_worker.py MODEL_DIR DATA_JSONL OUTPUT_DIR [--stop N] [--resume]
+
+--stop N kills the run (every rank) as step N + 1 begins, after the state of step N.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import torch
 
+import burnish.train.sft as sft_mod
 from burnish.train import SFTConfig, run_sft
 from burnish.train.distributed import shutdown_distributed
 from burnish.train.osft import OSFT, OSFTConfig
@@ -41,5 +45,17 @@ if __name__ == "__main__":
         cache_dir=f"{a.out}-cache",
     )
     method = OSFT(cfg) if a.osft else None
-    run_sft(cfg, progress=False, stop_after_steps=a.stop, resume=a.resume, method=method)
+    if a.stop is not None:  # save every --stop steps, and die (every rank) as the next begins
+        cfg = cfg.model_copy(update={"save_state_every_steps": a.stop})
+        real, calls = sft_mod.train_step, []
+
+        def dying(*args, **kwargs):
+            if len(calls) == a.stop:
+                raise KeyboardInterrupt
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        sft_mod.train_step = dying
+    with contextlib.suppress(KeyboardInterrupt):  # the simulated stop: step --stop's state kept
+        run_sft(cfg, progress=False, resume=a.resume, method=method)
     shutdown_distributed()

@@ -135,7 +135,27 @@ def _cfg(tmp_path: Path, model_dir: Path, data: Path, name: str) -> SFTConfig:
     )
 
 
-def test_resume_is_exact(tmp_path: Path, model_dir: Path) -> None:
+def _stopped(cfg: SFTConfig, after: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run ``cfg`` (saving its state every ``after`` steps) and kill it as step ``after + 1``
+    starts, as Ctrl-C would: the run leaves the state of step ``after`` and no final model."""
+    import importlib
+
+    sft_mod = importlib.import_module("burnish.train.sft")  # the module, not the function
+    real, calls = sft_mod.train_step, []
+
+    def dying(*args, **kwargs):
+        if len(calls) == after:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(sft_mod, "train_step", dying)
+        with pytest.raises(KeyboardInterrupt):
+            run_sft(cfg.model_copy(update={"save_state_every_steps": after}), progress=False)
+
+
+def test_resume_is_exact(tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Interrupt after 3 steps, resume: same weights and metrics as an uninterrupted run.
 
     Two epochs of 5 steps (80 samples / 16), AdamW with warmup + cosine, so the optimizer,
@@ -145,8 +165,7 @@ def test_resume_is_exact(tmp_path: Path, model_dir: Path) -> None:
     data = _write_task(tmp_path / "train.jsonl", "reversal", 80)
     straight = run_sft(_cfg(tmp_path, model_dir, data, "straight"), progress=False)
     cfg = _cfg(tmp_path, model_dir, data, "resumed")
-    stopped = run_sft(cfg, progress=False, stop_after_steps=3)
-    assert stopped.steps == 3
+    _stopped(cfg, 3, monkeypatch)
     assert len(read_jsonl(tmp_path / "resumed" / "metrics.jsonl")) == 3
     assert not (tmp_path / "resumed" / "final").exists()
     resumed = run_sft(cfg, resume=True, progress=False)
@@ -165,12 +184,14 @@ def test_resume_is_exact(tmp_path: Path, model_dir: Path) -> None:
     ]
 
 
-def test_resume_refuses_other_config_or_missing_state(tmp_path: Path, model_dir: Path) -> None:
+def test_resume_refuses_other_config_or_missing_state(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = _write_task(tmp_path / "train.jsonl", "reversal", 40)
     cfg = _cfg(tmp_path, model_dir, data, "run")
     with pytest.raises(BurnishError, match="no resumable state"):
         run_sft(cfg, resume=True, progress=False)
-    run_sft(cfg, progress=False, stop_after_steps=1)
+    _stopped(cfg, 1, monkeypatch)
     other = cfg.model_copy(update={"lr": 1e-2})
     with pytest.raises(BurnishError, match=r"cannot resume: lr was 0\.003, now 0\.01"):
         run_sft(other, resume=True, progress=False)

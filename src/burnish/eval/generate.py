@@ -6,6 +6,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from burnish.models.io import chat_text
+from burnish.seeding import seeded
 
 __all__ = ["generate_chat"]
 
@@ -41,21 +42,22 @@ def generate_chat(
         tokenizer.padding_side = side
     enc = enc.to(model.device)
     sampling = temperature > 0
-    if sampling:
-        torch.manual_seed(seed)
-    out = model.generate(
-        input_ids=enc["input_ids"],
-        attention_mask=enc["attention_mask"],
-        max_new_tokens=max_new_tokens,
-        do_sample=sampling,
-        temperature=temperature if sampling else None,
-        top_p=top_p if sampling else None,
-        top_k=0 if sampling else None,
-        num_return_sequences=num_samples,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **generate_kwargs,
-    )  # [B * num_samples, prompt_len + new]
+    # generate() samples from the global RNG: seed it inside a fork, so the caller's RNG
+    # state is left as it was and the samples depend only on ``seed``.
+    with seeded(seed, model.device):
+        out = model.generate(
+            input_ids=enc["input_ids"],
+            attention_mask=enc["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            do_sample=sampling,
+            temperature=temperature if sampling else None,
+            top_p=top_p if sampling else None,
+            top_k=0 if sampling else None,
+            num_return_sequences=num_samples,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **generate_kwargs,
+        )  # [B * num_samples, prompt_len + new]
     new = out[:, enc["input_ids"].shape[1] :]
     decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
     return [decoded[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]

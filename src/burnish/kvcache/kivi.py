@@ -66,7 +66,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 from burnish.errors import ConfigError
 from burnish.kvcache import quant
-from burnish.kvcache.attention import enable_kv_attention, offer_prefill
+from burnish.kvcache.attention import disable_kv_attention, enable_kv_attention, offer_prefill
 
 __all__ = ["KIVICache", "KIVIConfig", "KIVILayer", "QuantizedKVCache", "make_config"]
 
@@ -479,7 +479,11 @@ class QuantizedKVCache(Cache):
     ``config_class`` (the one place their defaults live), or pass a ready ``config``.
     Unknown option names raise ConfigError. ``model``, if given, is switched to the
     ``burnish_kv`` attention (sdpa + prefill hand-off of the mask and queries) and its head
-    dimension is checked against the options.
+    dimension is checked against the options; the switch is undone by
+    :meth:`restore_attention`, or scoped by using the cache as a context manager::
+
+        with KIVICache(model, bits=2) as cache:
+            model.generate(**inputs, cache=cache)
     """
 
     config_class: ClassVar[type[KIVIConfig]] = KIVIConfig
@@ -495,8 +499,22 @@ class QuantizedKVCache(Cache):
         if model is not None:
             self.config.check_head_dim(_head_dim(model.config))
         super().__init__(layers=[])
+        self._switched: tuple[PreTrainedModel, str] | None = None
         if model is not None:
-            enable_kv_attention(model)
+            self._switched = (model, enable_kv_attention(model))
+
+    def restore_attention(self) -> None:
+        """Switch the model given at construction back to its own attention (idempotent)."""
+        if self._switched is not None:
+            model, previous = self._switched
+            disable_kv_attention(model, previous)
+            self._switched = None
+
+    def __enter__(self) -> QuantizedKVCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore_attention()
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs

@@ -24,6 +24,7 @@ from transformers import (
 
 from burnish.errors import ConfigError, ModelLoadError
 from burnish.io import MODEL_WEIGHT_FILES, atomic_dir
+from burnish.seeding import seeded
 
 __all__ = [
     "chat_text",
@@ -235,9 +236,10 @@ def load_model(
 def model_from_config(
     config: PretrainedConfig, seed: int = 0, attn_implementation: str = "sdpa"
 ) -> PreTrainedModel:
-    """A randomly initialised causal LM of ``config`` (seeded, fp32, CPU)."""
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
+    """A randomly initialised causal LM of ``config`` (seeded, fp32, CPU); the global RNG is
+    left as it was."""
+    with seeded(seed):
+        model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
     return model.eval()
 
 

@@ -31,6 +31,7 @@ from burnish.models.io import (
 )
 from burnish.models.zoo import resolve_model
 from burnish.progress import progress_bar
+from burnish.seeding import seeded
 from burnish.train.checkpoint import (
     STATE_DIR,
     TrainerState,
@@ -347,7 +348,6 @@ def run_sft(
     progress: bool = True,
     model: PreTrainedModel | None = None,
     tokenizer: PreTrainedTokenizerBase | None = None,
-    stop_after_steps: int | None = None,
     method: TrainingMethod | None = None,
     overwrite: bool = False,
 ) -> SFTResult:
@@ -360,37 +360,34 @@ def run_sft(
             and ``epochs`` may be raised. A mismatch names the field.
         progress: show a progress bar on the main rank.
         model, tokenizer: an already-loaded model to train instead of loading ``cfg.model``.
-        stop_after_steps: stop (after saving a resumable state) once this many steps are done;
-            simulates an interruption in tests.
         method: hooks that change how weights may move (e.g. :class:`burnish.train.osft.OSFT`);
             its ``setup`` sees the freshly loaded weights, also when resuming.
         overwrite: start over in an ``output_dir`` that holds an earlier run (only what a run
             writes there is removed). Without it (or ``resume``) a non-empty folder is refused.
     """
-    run = _setup(cfg, resume, overwrite, model, tokenizer, method)
-    label = getattr(method, "name", "sft")
-    enabled = progress and run.info.is_main
-    with progress_bar(run.total_steps, label, enabled, run.state.step) as advance:
+    # Dropout and any other global-RNG draw start from cfg.seed (a resume restores the saved
+    # RNG state) without changing the caller's RNG.
+    with seeded(cfg.seed, resolve_device(cfg.device)):
+        run = _setup(cfg, resume, overwrite, model, tokenizer, method)
+        label = getattr(method, "name", "sft")
+        enabled = progress and run.info.is_main
+        with progress_bar(run.total_steps, label, enabled, run.state.step) as advance:
 
-        def update_bar(row: dict) -> None:
-            info = f"loss {row['loss']:.4f} gnorm {row['grad_norm']:.3f}"
-            advance(completed=row["step"], info=info)
+            def update_bar(row: dict) -> None:
+                info = f"loss {row['loss']:.4f} gnorm {row['grad_norm']:.3f}"
+                advance(completed=row["step"], info=info)
 
-        stopped = _train_loop(cfg, run, method, stop_after_steps, update_bar)
-    if stopped:
-        out = run.out
-        return SFTResult(out, out / STATE_DIR, run.state.step, run.last_loss, {}, run.data.report)
-    return _finish(cfg, run)
+            _train_loop(cfg, run, method, update_bar)
+        return _finish(cfg, run)
 
 
 def _train_loop(
     cfg: SFTConfig,
     run: _Setup,
     method: TrainingMethod | None,
-    stop_after_steps: int | None,
     update_bar: Callable[[dict], None],
-) -> bool:
-    """Train the remaining steps of the plan; True when stopped early by ``stop_after_steps``."""
+) -> None:
+    """Train the remaining steps of the plan, saving checkpoints and states as configured."""
     info, out, state = run.info, run.out, run.state
     mask_dtype = run.compute_dtype or parse_dtype(cfg.dtype)  # sdpa wants the compute dtype
     autocast = run.compute_dtype is not None and not run.sharded
@@ -457,15 +454,11 @@ def _train_loop(
         if epoch_end and cfg.save_epoch_end:
             path = out / "checkpoints" / f"epoch_{epoch + 1}"
             _save_checkpoint(run.model, run.tokenizer, path, info)
-        interrupted = stop_after_steps is not None and state.step >= stop_after_steps
         every = cfg.save_state_every_steps
         periodic = every is not None and state.step % every == 0
-        if cfg.save_state and (epoch_end or interrupted or due or periodic):
+        if cfg.save_state and (epoch_end or due or periodic):
             _save_full_state(out, state, run.model, run.optimizer, run.scheduler, info)
             run.saved_at = state.step
-        if interrupted:
-            return True
-    return False
 
 
 def _finish(cfg: SFTConfig, run: _Setup) -> SFTResult:

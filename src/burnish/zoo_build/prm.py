@@ -88,8 +88,7 @@ def build_arith_prm(
     if spec.kind not in PRM_FITS:
         raise ConfigError(f"unknown PRM kind {spec.kind!r}; choose one of {', '.join(PRM_FITS)}")
     check_output_dir(Path(out_root) / spec.name, overwrite=overwrite, what="PRM model folder")
-    t0 = time.time()
-    torch.manual_seed(spec.seed)
+    t0 = time.time()  # randomness: seeded samples and the fits' own random.Random(spec.seed)
     policy, tok = load_model(resolve_model(spec.parent))
     task = get_task(spec.tasks[0])
     prompts = [e.prompt for e in task.generate(spec.prompts, "train", seed=spec.seed)]

@@ -26,6 +26,7 @@ from burnish.scaling.reward import (
     answer_start,
     prm_input_ids,
 )
+from burnish.seeding import seeded
 from burnish.tasks import Task
 from burnish.zoo_build.lm import finetune_zoo_model
 from burnish.zoo_build.prm_data import Row, encode_two_class
@@ -51,8 +52,7 @@ def grow_model(model: PreTrainedModel, extra_layers: int, untie: bool) -> PreTra
         config.layer_types = list(config.layer_types) + [config.layer_types[-1]] * extra_layers
     if untie:
         config.tie_word_embeddings = False
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
+    with seeded(0):  # the new layers' init; their output projections are zeroed below
         grown = type(model)(config)
     state = dict(model.state_dict())
     if untie:
@@ -120,7 +120,6 @@ def fit_two_class(
     :func:`train_trunk`), grown by ``spec.extra_layers`` and untied if asked (see
     :func:`grow_model`)."""
     t0 = time.time() if t0 is None else t0
-    torch.manual_seed(spec.seed)
     model = grow_model(train_trunk(spec, tok, log), spec.extra_layers, spec.untie)
     if spec.freeze_policy:
         for name, param in model.named_parameters():
@@ -202,7 +201,6 @@ def fit_likelihood(
     learning rate is small (``lr``) so it stays a calculator, the two scalars' is ``head_lr``.
     """
     t0 = time.time() if t0 is None else t0
-    torch.manual_seed(spec.seed)
     model = train_trunk(spec, tok, log)
     data = []
     for p, steps, labels in rows:
