@@ -7,16 +7,18 @@ import torch
 
 from burnish.errors import ConfigError
 from burnish.merge import MERGE_METHODS, get_method, list_methods
-from burnish.merge.breadcrumbs import breadcrumbs
-from burnish.merge.breadcrumbs_ties import breadcrumbs_ties
 from burnish.merge.consensus import agreement_mask, elect_sign
-from burnish.merge.dare_linear import dare_linear
-from burnish.merge.dare_ties import dare_ties
 from burnish.merge.linear import linear
-from burnish.merge.registry import call_method
+from burnish.merge.registry import (
+    breadcrumbs,
+    breadcrumbs_ties,
+    call_method,
+    dare_linear,
+    dare_ties,
+    task_arithmetic,
+    ties,
+)
 from burnish.merge.sparsify import apply_mask, magnitude_mask, outlier_mask, random_mask
-from burnish.merge.task_arithmetic import task_arithmetic
-from burnish.merge.ties import ties
 
 T = torch.tensor
 
@@ -208,7 +210,13 @@ def test_registered_method_by_hand(name: str) -> None:
     options = {"gamma": 0.25, "lam": 1.0}
     out = call_method(method, BASE, MODELS, [1.0] * 3, [density] * 3, options, torch.Generator())
     assert torch.allclose(out, HAND[name]), (name, out)
-    assert method.summary and method.fn.__doc__
+    assert method.summary and set(method.options) <= {
+        "lam",
+        "normalize",
+        "rescale",
+        "rescale_norm",
+        "gamma",
+    }
 
 
 def test_unknown_method_lists_the_registry() -> None:

@@ -41,8 +41,7 @@ def merge_command(
     progress: bool = typer.Option(True, help="Show a progress bar over tensors."),
     overwrite: bool = OVERWRITE_OPT,
 ) -> None:
-    """Merge fine-tunes of one base model (linear, task_arithmetic, ties, dare_linear,
-    dare_ties, breadcrumbs, breadcrumbs_ties), optionally with AIM, one tensor at a time.
+    """Merge fine-tunes of one base model, optionally with AIM, one tensor at a time.
 
     OUT must be new or empty (or pass --overwrite), and outside every input model."""
     from burnish.config import parse_overrides
@@ -124,3 +123,17 @@ def aim_apply_command(
     aim = load_config(AIMConfig, None, values)
     result = apply_aim(merged, base, out, aim, progress=progress, overwrite=overwrite)
     console.print(f"AIM (omega {omega}) applied to {result.tensors} tensors -> {result.output}")
+
+
+def _methods_help() -> str:
+    """The merge methods and their options, read from the registry's one declaration."""
+    from burnish.merge.registry import MERGE_METHODS
+
+    lines = ["Merge methods (merge_method: in the YAML) and their options (defaults):"]
+    for m in MERGE_METHODS.values():
+        opts = ", ".join(f"{'lambda' if k == 'lam' else k}={v!r}" for k, v in m.defaults.items())
+        lines.append(f"  {m.name}: {m.summary} ({opts})")
+    return "\n\n".join(lines)
+
+
+merge_command.__doc__ = (merge_command.__doc__ or "") + "\n\n" + _methods_help()

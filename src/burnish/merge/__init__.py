@@ -3,31 +3,30 @@
 >>> from burnish.merge import load_merge_config, run_merge
 >>> run_merge(load_merge_config("examples/merge-ties.yaml"), "runs/merged")  # doctest: +SKIP
 
-Every method is a pure tensor function (``burnish.merge.ties.ties`` ...) registered in
-:data:`MERGE_METHODS`; :func:`run_merge` streams one tensor at a time from (sharded)
-safetensors inputs to sharded safetensors output; :func:`apply_aim` and the ``aim:`` config
-section apply AIM (aim.md) with statistics from :func:`compute_or_load_stats`.
+Every method is one keyword entry of :data:`MERGE_METHODS` (``burnish.merge.ties`` ...)
+over the pure tensor functions of :mod:`burnish.merge.task_vectors`; :func:`run_merge`
+streams one tensor at a time from (sharded) safetensors inputs to sharded safetensors output;
+:func:`apply_aim` and the ``aim:`` config section apply AIM (aim.md) with statistics from
+:func:`compute_or_load_stats`.
 """
 
-from burnish.merge.aim import aim_relax, channel_importance, module_omega
-from burnish.merge.aim_stats import (
-    calibration_blocks,
-    collect_activation_stats,
-    compute_or_load_stats,
-    load_stats,
-    save_stats,
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from burnish.merge.registry import (
+    MERGE_METHODS,
+    MergeMethod,
+    breadcrumbs,
+    breadcrumbs_ties,
+    dare_linear,
+    dare_ties,
+    get_method,
+    list_methods,
+    task_arithmetic,
+    ties,
 )
-from burnish.merge.breadcrumbs import breadcrumbs
-from burnish.merge.breadcrumbs_ties import breadcrumbs_ties
-from burnish.merge.config import AIMConfig, MergeConfig, load_merge_config
-from burnish.merge.dare_linear import dare_linear
-from burnish.merge.dare_ties import dare_ties
-from burnish.merge.lazy import LazyCheckpoint
-from burnish.merge.linear import linear
-from burnish.merge.registry import MERGE_METHODS, MergeMethod, get_method, list_methods
-from burnish.merge.run import MergeResult, apply_aim, run_merge
-from burnish.merge.task_arithmetic import task_arithmetic
-from burnish.merge.ties import ties
 
 __all__ = [
     "MERGE_METHODS",
@@ -57,3 +56,29 @@ __all__ = [
     "task_arithmetic",
     "ties",
 ]
+
+# The rest loads on first use (torch): the registry above is cheap, for help texts.
+_HOMES = {
+    "aim_relax": "aim",
+    "channel_importance": "aim",
+    "module_omega": "aim",
+    "calibration_blocks": "aim_stats",
+    "collect_activation_stats": "aim_stats",
+    "compute_or_load_stats": "aim_stats",
+    "load_stats": "aim_stats",
+    "save_stats": "aim_stats",
+    "AIMConfig": "config",
+    "MergeConfig": "config",
+    "load_merge_config": "config",
+    "LazyCheckpoint": "lazy",
+    "linear": "linear",
+    "MergeResult": "run",
+    "apply_aim": "run",
+    "run_merge": "run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"burnish.merge.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'burnish.merge' has no attribute {name!r}")

@@ -34,7 +34,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from burnish.config import load_config
-from burnish.merge.registry import MERGE_METHODS, list_methods, option_default
+from burnish.merge.registry import MERGE_METHODS, list_methods
 from burnish.models.io import parse_dtype
 
 __all__ = [
@@ -300,7 +300,7 @@ class MergeConfig(BaseModel):
         method = MERGE_METHODS[self.merge_method]
         p = self.parameters
         errors: dict[tuple, str] = {}
-        normalize = option_default(method, "normalize") if p.normalize is None else p.normalize
+        normalize = method.defaults["normalize"] if p.normalize is None else p.normalize
         if method.name == "linear" and normalize and abs(sum(self.weights())) < 1e-8:
             errors[("parameters", "normalize")] = (
                 "the weights sum to 0 and a linear merge divides by their sum (mergekit writes "
@@ -311,7 +311,7 @@ class MergeConfig(BaseModel):
                 errors[("parameters", "rescale_norm")] = (
                     f"merge method {method.name!r} does not sparsify, so nothing is rescaled"
                 )
-            elif not (option_default(method, "rescale") if p.rescale is None else p.rescale):
+            elif not (method.defaults["rescale"] if p.rescale is None else p.rescale):
                 errors[("parameters", "rescale_norm")] = (
                     f"has no effect: merge method {method.name!r} does not rescale unless "
                     "rescale: true"

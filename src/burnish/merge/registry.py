@@ -1,35 +1,44 @@
-"""The explicit registry of merge methods: name -> tensor function plus what it needs.
+"""The registry of merge methods: one keyword entry per method, declared once.
 
-Every method is a pure function over tensors. :func:`call_method` gives each one only the
-arguments and options it takes, so the streaming merge treats them all alike.
+An entry says what the method is made of (for the task-vector family: which sparsifier, and
+whether signs are elected) and which options it takes with their defaults (mergekit 0.1.5's).
+That one declaration is what the merge calls (:meth:`MergeMethod.__call__`), what YAML
+validation checks options against, and what help texts list. The maths is in
+:func:`burnish.merge.task_vectors.merge_task_vectors` and :func:`burnish.merge.linear.linear`.
+Importing this module costs no torch.
+
+Sources, as mergekit defines them: task arithmetic (Ilharco et al., 2023), TIES (Yadav et
+al., 2023, arXiv 2306.01708: magnitude trim, sign election, mean of the agreeing entries),
+DARE (Yu et al., 2024, arXiv 2311.03099: random drop, survivors rescaled), breadcrumbs
+(Davari & Belilovsky, 2023, arXiv 2312.06795: drop the ``gamma`` largest and the smallest
+entries).
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import Tensor
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from burnish.errors import ConfigError
-from burnish.merge.breadcrumbs import breadcrumbs
-from burnish.merge.breadcrumbs_ties import breadcrumbs_ties
-from burnish.merge.dare_linear import dare_linear
-from burnish.merge.dare_ties import dare_ties
-from burnish.merge.linear import linear
-from burnish.merge.task_arithmetic import task_arithmetic
-from burnish.merge.ties import ties
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 __all__ = [
     "MERGE_METHODS",
     "MergeMethod",
+    "breadcrumbs",
+    "breadcrumbs_ties",
     "call_method",
+    "dare_linear",
+    "dare_ties",
     "get_method",
     "list_methods",
-    "option_default",
+    "task_arithmetic",
+    "ties",
 ]
 
 
@@ -39,67 +48,134 @@ class MergeMethod:
 
     Attributes:
         name: the ``merge_method`` value in a config.
-        fn: the tensor function.
-        needs_base: takes ``base`` first (task-vector methods); a config must name base_model.
-        uses_density: takes per-model ``densities`` after ``weights``.
-        options: keyword options it accepts among lam, normalize, rescale, rescale_norm, gamma.
-        seeded: takes a ``generator`` (random drop); seeded per tensor by the merge.
         summary: one line for help texts.
+        defaults: the options it takes (among lam, normalize, rescale, rescale_norm, gamma)
+            and their defaults.
+        task_vectors: combines task vectors ``W_i - W_0`` (needs ``base_model``); False for
+            the plain weighted average.
+        sparsifier: "magnitude" (TIES trim), "random" (DARE drop, seeded per tensor),
+            "outliers" (breadcrumbs) or None; a sparsifier takes per-model densities.
+        consensus: elect a sign per entry and combine only the agreeing entries (TIES).
     """
 
     name: str
-    fn: Callable[..., Tensor]
-    needs_base: bool
-    uses_density: bool
-    options: tuple[str, ...]
-    seeded: bool
     summary: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    task_vectors: bool = True
+    sparsifier: str | None = None
+    consensus: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+
+    @property
+    def needs_base(self) -> bool:
+        return self.task_vectors
+
+    @property
+    def uses_density(self) -> bool:
+        return self.sparsifier is not None
+
+    @property
+    def seeded(self) -> bool:
+        return self.sparsifier == "random"
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return tuple(self.defaults)
+
+    def __call__(
+        self,
+        base: Tensor | None,
+        models: Sequence[Tensor],
+        weights: Sequence[float],
+        densities: Sequence[float] | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **options: Any,
+    ) -> Tensor:
+        """Merge one tensor name's inputs (each of shape S; returns float32 of shape S).
+
+        ``options`` must be among :attr:`options`; the others take :attr:`defaults`.
+        ``base`` is ignored by the plain average; ``generator`` seeds a random drop.
+        """
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise ConfigError(f"merge method {self.name!r} takes no option {unknown[0]!r}")
+        opts = {**self.defaults, **options}
+        if not self.task_vectors:
+            from burnish.merge.linear import linear as weighted_average
+
+            return weighted_average(models, weights, **opts)
+        from burnish.merge.task_vectors import merge_task_vectors
+
+        if base is None:
+            raise ConfigError(f"merge method {self.name!r} needs the base model's tensor")
+        return merge_task_vectors(
+            base,
+            models,
+            weights,
+            densities if densities is not None else [1.0] * len(models),
+            sparsifier=self.sparsifier,
+            consensus=self.consensus,
+            generator=generator if self.seeded else None,
+            **opts,
+        )
 
 
-_SPARSE = ("lam", "normalize", "rescale", "rescale_norm")
+# Options shared by the sparsifying methods, with mergekit's defaults.
+_SPARSE = {"lam": 1.0, "normalize": False, "rescale": False, "rescale_norm": "l1"}
+_DARE = {**_SPARSE, "rescale": True}  # DARE rescales survivors by default
+_CRUMBS = {**_SPARSE, "gamma": 0.01}
+
+task_arithmetic = MergeMethod(
+    "task_arithmetic",
+    "base + lambda * weighted sum of task vectors",
+    {"lam": 1.0, "normalize": False},
+)
+ties = MergeMethod(
+    "ties",
+    "magnitude trim + sign election + mean of the agreeing entries",
+    {**_SPARSE, "normalize": True},
+    sparsifier="magnitude",
+    consensus=True,
+)
+dare_linear = MergeMethod(
+    "dare_linear", "random drop + rescale + weighted sum", _DARE, sparsifier="random"
+)
+dare_ties = MergeMethod(
+    "dare_ties",
+    "random drop + rescale + sign election",
+    _DARE,
+    sparsifier="random",
+    consensus=True,
+)
+breadcrumbs = MergeMethod(
+    "breadcrumbs",
+    "drop the largest (gamma) and smallest entries + weighted sum",
+    _CRUMBS,
+    sparsifier="outliers",
+)
+breadcrumbs_ties = MergeMethod(
+    "breadcrumbs_ties",
+    "breadcrumbs + sign election",
+    _CRUMBS,
+    sparsifier="outliers",
+    consensus=True,
+)
 
 MERGE_METHODS: dict[str, MergeMethod] = {
     m.name: m
     for m in (
         MergeMethod(
-            "linear", linear, False, False, ("normalize",), False, "weighted average (model soup)"
+            "linear", "weighted average (model soup)", {"normalize": True}, task_vectors=False
         ),
-        MergeMethod(
-            "task_arithmetic",
-            task_arithmetic,
-            True,
-            False,
-            ("lam", "normalize"),
-            False,
-            "base + lambda * weighted sum of task vectors",
-        ),
-        MergeMethod(
-            "ties", ties, True, True, _SPARSE, False, "magnitude trim + sign election + mean"
-        ),
-        MergeMethod(
-            "dare_linear", dare_linear, True, True, _SPARSE, True, "random drop + rescale + sum"
-        ),
-        MergeMethod(
-            "dare_ties", dare_ties, True, True, _SPARSE, True, "random drop + sign election"
-        ),
-        MergeMethod(
-            "breadcrumbs",
-            breadcrumbs,
-            True,
-            True,
-            (*_SPARSE, "gamma"),
-            False,
-            "drop largest (gamma) and smallest entries + sum",
-        ),
-        MergeMethod(
-            "breadcrumbs_ties",
-            breadcrumbs_ties,
-            True,
-            True,
-            (*_SPARSE, "gamma"),
-            False,
-            "breadcrumbs + sign election",
-        ),
+        task_arithmetic,
+        ties,
+        dare_linear,
+        dare_ties,
+        breadcrumbs,
+        breadcrumbs_ties,
     )
 }
 
@@ -118,11 +194,6 @@ def get_method(name: str) -> MergeMethod:
     return MERGE_METHODS[name]
 
 
-def option_default(method: MergeMethod, option: str) -> Any:
-    """The default of keyword ``option`` of ``method.fn`` (e.g. whether TIES normalizes)."""
-    return inspect.signature(method.fn).parameters[option].default
-
-
 def call_method(
     method: MergeMethod,
     base: Tensor | None,
@@ -132,15 +203,7 @@ def call_method(
     options: Mapping[str, Any],
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Run ``method`` on one tensor name's inputs; options it does not take are ignored.
-
-    ``None`` options mean "the method's default". Returns float32 of the inputs' shape.
-    """
-    kwargs = {k: v for k, v in options.items() if k in method.options and v is not None}
-    if method.seeded:
-        kwargs["generator"] = generator
-    args: list[Any] = [base] if method.needs_base else []
-    args += [models, weights]
-    if method.uses_density:
-        args.append(densities)
-    return method.fn(*args, **kwargs)
+    """Run ``method`` on one tensor name's inputs with the config's shared ``options``: those
+    it does not take are ignored, and ``None`` means "the method's default"."""
+    kwargs = {k: v for k, v in options.items() if k in method.defaults and v is not None}
+    return method(base, models, weights, densities, generator=generator, **kwargs)

@@ -133,8 +133,6 @@ async def search_problems(
     token usage and latency.
     """
     algo = get_algorithm(algorithm)
-    if algo.needs_reward:
-        opts.need_reward(algo.name)
     sem = asyncio.Semaphore(max(1, concurrency))
     out: dict[int, dict] = {}
 
@@ -142,7 +140,7 @@ async def search_problems(
         async with sem:
             problem = Problem(prompt, seed=seed)
             t0 = time.perf_counter()
-            result = await algo.run(problem, budget, opts)
+            result = await algo(problem, budget, opts)
             row = {
                 "index": i,
                 "prompt": prompt,
@@ -274,8 +272,6 @@ def run_search(
         reward = load_prm(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
         check_tokenizer_compatible(tok, reward.tokenizer)
         prm_id = model_fingerprint(reward.model)
-    if algo.needs_reward and reward is None:
-        raise ConfigError(f"algorithm {algo.name!r} needs a reward model: pass --prm")
     opts = SearchOptions(
         engine=HFEngine(policy, tok, step), reward=reward, extract=t.extract_answer, **options
     )

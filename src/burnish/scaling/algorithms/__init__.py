@@ -42,6 +42,13 @@ class Algorithm:
     needs_reward: bool
     description: str
 
+    async def __call__(self, problem: Problem, budget: int, opts: SearchOptions) -> SearchResult:
+        """Run the search; ConfigError first if it needs a reward model and ``opts`` has none
+        (the one place that check is made)."""
+        if self.needs_reward:
+            opts.need_reward(self.name)
+        return await self.run(problem, budget, opts)
+
 
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a

@@ -10,7 +10,6 @@ __all__ = ["beam_search"]
 
 
 async def beam_search(problem: Problem, budget: int, opts: SearchOptions) -> SearchResult:
-    opts.need_reward("beam_search")
     n, _, _ = split_budget(budget)
     width = min(opts.beam_width, n)
     return await tree_search(problem, n, groups=1, keep=max(1, n // width), expand=width, opts=opts)

@@ -21,7 +21,6 @@ async def sample_n(problem: Problem, budget: int, opts: SearchOptions):
 
 
 async def best_of_n(problem: Problem, budget: int, opts: SearchOptions) -> SearchResult:
-    opts.need_reward("best_of_n")
     parts, n = await sample_n(problem, budget, opts)
     result = select_answer(parts, await opts.scores(problem, parts), opts, how="argmax")
     result.budget = {"particles": n, "sweeps": 1, "chains": 1}

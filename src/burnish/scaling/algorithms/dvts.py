@@ -11,7 +11,6 @@ __all__ = ["dvts"]
 
 
 async def dvts(problem: Problem, budget: int, opts: SearchOptions) -> SearchResult:
-    opts.need_reward("dvts")
     n, _, _ = split_budget(budget)
     width = min(opts.beam_width, n)
     return await tree_search(problem, n, groups=max(1, n // width), keep=1, expand=width, opts=opts)

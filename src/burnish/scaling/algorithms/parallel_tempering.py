@@ -23,7 +23,6 @@ __all__ = ["parallel_tempering"]
 
 
 async def parallel_tempering(problem: Problem, budget: int, opts: SearchOptions) -> SearchResult:
-    opts.need_reward("parallel_tempering")
     n, sweeps, chains = split_budget(budget, opts.sweeps, opts.chains)
     taus = [opts.tau * 2.0**m for m in range(chains)]
     refs: list[Trajectory | None] = [None] * chains

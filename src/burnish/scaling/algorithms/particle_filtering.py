@@ -42,7 +42,6 @@ def filter_step(
 
 
 async def particle_filtering(problem: Problem, budget: int, opts: SearchOptions) -> SearchResult:
-    opts.need_reward("particle_filtering")
     n, _, _ = split_budget(budget)
     parts = await opts.engine.start(problem, n)
     scores: list[float] = [0.5] * n

@@ -99,7 +99,6 @@ async def gibbs_sweep(
 
 
 async def particle_gibbs(problem: Problem, budget: int, opts: SearchOptions) -> SearchResult:
-    opts.need_reward("particle_gibbs")
     n, sweeps, _ = split_budget(budget, opts.sweeps)
     reference: Trajectory | None = None
     pool: list[Particle] = []

@@ -10,7 +10,6 @@ __all__ = ["weighted_best_of_n"]
 
 
 async def weighted_best_of_n(problem: Problem, budget: int, opts: SearchOptions) -> SearchResult:
-    opts.need_reward("weighted_best_of_n")
     parts, n = await sample_n(problem, budget, opts)
     scores = await opts.scores(problem, parts)
     # Vote weights are the raw scores (not a softmax), as in weighted best-of-N.
