@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["console", "print_table", "split_names"]
+__all__ = ["PICKLE_OPT", "TEMPLATE_OPT", "console", "print_table", "split_names"]
+
+# Options several commands share, defined once.
+PICKLE_OPT = typer.Option(
+    False, "--allow-pickle", help="Accept pickle (.bin) checkpoints. Unsafe: runs their code."
+)
+TEMPLATE_OPT = typer.Option(
+    None, "--chat-template", help="Jinja chat template file, for a model without one."
+)
 
 console = Console()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from burnish.cli.common import console
+from burnish.cli.common import TEMPLATE_OPT, console
 
 app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
 
@@ -24,9 +24,7 @@ def prepare_command(
         512, min=2, help="Samples with this many tokens or more are dropped."
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing OUT file."),
-    chat_template: Path | None = typer.Option(
-        None, "--chat-template", help="Jinja chat template file, for a model without one."
-    ),
+    chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
     """Tokenize through the model's chat template; labels only on assistant turns (+ EOS).
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from burnish.cli.common import print_table, split_names
+from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT, print_table, split_names
 
 __all__ = ["eval_command", "kept"]
 
@@ -27,12 +27,8 @@ def eval_command(
     overwrite: bool = typer.Option(False, help="Replace an existing OUTPUT file."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16."),
-    allow_pickle: bool = typer.Option(
-        False, "--allow-pickle", help="Accept a pickle (.bin) checkpoint. Unsafe: runs its code."
-    ),
-    chat_template: Path | None = typer.Option(
-        None, "--chat-template", help="Jinja chat template file, for a model without one."
-    ),
+    allow_pickle: bool = PICKLE_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
     kv_cache: str = typer.Option("none", help="KV cache: none | kivi | squat (quantized)."),
     kv_bits: int | None = typer.Option(None, help="Bits per cached key/value code (2 or 4)."),
     kv_group_size: int | None = typer.Option(None, help="G: tokens per key chunk / value group."),

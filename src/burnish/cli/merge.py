@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from burnish.cli.common import console
+from burnish.cli.common import TEMPLATE_OPT, console
 
 __all__ = [
     "aim_apply_command",
@@ -80,9 +80,7 @@ def aim_stats_command(
     max_texts: int = typer.Option(256, min=1, help="Calibration blocks at most."),
     batch_size: int = typer.Option(8, min=1, help="Blocks per forward pass."),
     overwrite: bool = typer.Option(False, help="Recompute and replace an existing OUTPUT."),
-    chat_template: Path | None = typer.Option(
-        None, "--chat-template", help="Jinja chat template file, for a model without one."
-    ),
+    chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
     """Precompute AIM statistics (mean |input activation| per channel of every linear layer
     and norm of MODEL) for use as ``aim: {stats: FILE}``."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT
 from burnish.scaling.settings import setting_default as _d
 
 __all__ = ["kept", "scale_command"]
@@ -15,6 +16,24 @@ def kept(output: Path = Path("scale.jsonl"), **_: object) -> str:
     from burnish.scaling.run import describe_output
 
     return describe_output(output)
+
+
+_SETTINGS_HELP = {
+    "temperature": "Policy sampling temperature",
+    "tau": "Temperature of the resampling softmax",
+    "resampling": "multinomial | systematic",
+    "ess_threshold": "Resample only when ESS < this fraction of N (None: every step)",
+    "aggregation": "PRM aggregation: model | last | min | prod",
+    "selection": "Final answer: argmax | vote",
+    "sweeps": "Particle Gibbs / tempering sweeps",
+    "chains": "Parallel tempering chains",
+    "beam_width": "Beam search / DVTS children per beam",
+}
+
+
+def _setting(name: str) -> object:
+    """The option of one search setting; unset, it takes SearchSettings' default (shown)."""
+    return typer.Option(None, help=f"{_SETTINGS_HELP[name]} (default {_d(name)}).")
 
 
 def scale_command(
@@ -50,41 +69,19 @@ def scale_command(
     overwrite: bool = typer.Option(False, help="Replace an existing OUTPUT."),
     seed: int = typer.Option(0, help="Seed of the search (sampling, resampling)."),
     problem_seed: int = typer.Option(0, help="Seed that draws the task's problems."),
-    temperature: float | None = typer.Option(
-        None, help=f"Policy sampling temperature (default {_d('temperature')})."
-    ),
-    tau: float | None = typer.Option(
-        None, help=f"Temperature of the resampling softmax (default {_d('tau')})."
-    ),
-    resampling: str | None = typer.Option(
-        None, help=f"multinomial | systematic (default {_d('resampling')})."
-    ),
-    ess_threshold: float | None = typer.Option(
-        None, help="Resample only when ESS < this fraction of N (default: every step)."
-    ),
-    aggregation: str | None = typer.Option(
-        None, help=f"PRM aggregation: model | last | min | prod (default {_d('aggregation')})."
-    ),
-    selection: str | None = typer.Option(
-        None, help=f"Final answer: argmax | vote (default {_d('selection')})."
-    ),
-    sweeps: int | None = typer.Option(
-        None, help=f"Particle Gibbs / tempering sweeps (default {_d('sweeps')})."
-    ),
-    chains: int | None = typer.Option(
-        None, help=f"Parallel tempering chains (default {_d('chains')})."
-    ),
-    beam_width: int | None = typer.Option(
-        None, help=f"Beam search / DVTS children per beam (default {_d('beam_width')})."
-    ),
+    temperature: float | None = _setting("temperature"),
+    tau: float | None = _setting("tau"),
+    resampling: str | None = _setting("resampling"),
+    ess_threshold: float | None = _setting("ess_threshold"),
+    aggregation: str | None = _setting("aggregation"),
+    selection: str | None = _setting("selection"),
+    sweeps: int | None = _setting("sweeps"),
+    chains: int | None = _setting("chains"),
+    beam_width: int | None = _setting("beam_width"),
     concurrency: int = typer.Option(16, min=1, help="Problems searched together (batched)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
-    allow_pickle: bool = typer.Option(
-        False, "--allow-pickle", help="Accept pickle (.bin) checkpoints. Unsafe: runs their code."
-    ),
-    chat_template: Path | None = typer.Option(
-        None, "--chat-template", help="Jinja chat template file, for a policy without one."
-    ),
+    allow_pickle: bool = PICKLE_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
     """Search each problem with ALGO and BUDGET; write one JSONL row per problem (resumable)
     and OUTPUT.summary.json. A search option not given takes the default shown (from
@@ -92,17 +89,10 @@ def scale_command(
     from burnish.config import parse_overrides
     from burnish.scaling.run import run_search
 
-    options = {
-        "temperature": temperature,
-        "tau": tau,
-        "resampling": resampling,
-        "ess_threshold": ess_threshold,
-        "aggregation": aggregation,
-        "selection": selection,
-        "sweeps": sweeps,
-        "chains": chains,
-        "beam_width": beam_width,
-    }
+    given = locals()
+    options = {name: given[name] for name in _SETTINGS_HELP if given[name] is not None}
+    passed = ("concurrency", "device", "problems", "problem_seed", "prm_kind", "resume")
+    passed += ("overwrite", "allow_pickle", "chat_template")
     summary = run_search(
         model,
         prm,
@@ -112,18 +102,9 @@ def scale_command(
         n,
         output,
         seed,
-        concurrency=concurrency,
-        device=device,
-        options={k: v for k, v in options.items() if v is not None},
-        log=None,
-        problems=problems,
+        options=options,
         task_options=parse_overrides(task_option),
-        problem_seed=problem_seed,
-        prm_kind=prm_kind,
-        resume=resume,
-        overwrite=overwrite,
-        allow_pickle=allow_pickle,
-        chat_template=chat_template,
+        **{name: given[name] for name in passed},
     )
     tokens = summary["tokens_per_problem"]
     typer.echo(

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from pydantic import BaseModel
 
-from burnish.cli.common import console
+from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT, console
 from burnish.train.config import OSFTConfig, SFTConfig
 
 __all__ = ["kept", "osft_command", "sft_command"]
@@ -110,12 +110,6 @@ RESUME_OPT = typer.Option(
 )
 OVERWRITE_OPT = typer.Option(
     False, help="Start over in an OUTPUT_DIR that holds a run (only burnish's files go)."
-)
-PICKLE_OPT = typer.Option(
-    False, "--allow-pickle", help="Accept a pickle (.bin) checkpoint. Unsafe: runs its code."
-)
-TEMPLATE_OPT = typer.Option(
-    None, "--chat-template", help="Jinja chat template file, for a model without one."
 )
 
 

@@ -23,6 +23,7 @@ from burnish.errors import BurnishError, ConfigError, DataError, OutputExistsErr
 from burnish.io import append_jsonl, atomic_write_text, check_output_file, read_jsonl
 from burnish.scaling.algorithms import SearchOptions, get_algorithm
 from burnish.scaling.particles import Problem
+from burnish.scaling.settings import SearchSettings
 from burnish.tasks.base import normalize_whitespace
 
 __all__ = [
@@ -233,12 +234,7 @@ def run_search(
             (more problems may be added), or replace it; otherwise an existing file is refused.
     Returns the summary (also written beside the output as ``<output>.summary.json``).
     """
-    from burnish.models.io import load_model, model_fingerprint
-    from burnish.models.zoo import resolve_model
     from burnish.scaling.algorithms import split_budget
-    from burnish.scaling.engine import StepConfig
-    from burnish.scaling.hf_engine import HFEngine
-    from burnish.scaling.reward import LogProbReward, check_tokenizer_compatible, load_prm
     from burnish.tasks import get_task
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -248,17 +244,98 @@ def run_search(
     t = get_task(task)
     output = Path(output)
     _prepare_output(output, resume, overwrite)
+    todo, source = _problems(problems, n, task, split, problem_seed, task_options)
+    opts, ids = _search_options(
+        model,
+        prm,
+        prm_kind,
+        t.extract_answer,
+        dict(options or {}),
+        device,
+        allow_pickle,
+        chat_template,
+    )
+    settings = {"algorithm": algo.name, "budget": budget, "task": task, "seed": seed}
+    config = {**settings, **source, **ids, "prm_kind": prm_kind, **opts.settings()}
+    done = load_done(output, config) if resume else {}
+    results = _Results(output, todo, {**settings, "config": config}, t.extract_answer, log, done)
+    prompts = [p.prompt for p in todo]
+    asyncio.run(
+        search_problems(
+            prompts, algo.name, budget, opts, seed, concurrency, results.record, set(done)
+        )
+    )
+    meta = {**settings, "model": str(model), "prm": prm, "n": len(todo), "problems_file": problems}
+    return results.summary(meta)
+
+
+@dataclass
+class _Results:
+    """Scores and appends each finished problem's row; writes the summary at the end."""
+
+    output: Path
+    todo: list[SearchProblem]
+    stamp: dict[str, Any]  # added to every row: the settings and the whole configuration
+    extract: Callable[[str], str | None]
+    log: Callable[[str], None] | None
+    done: dict[int, dict]
+
+    def record(self, i: int, row: dict) -> None:
+        gold = self.todo[i].answer
+        answer = self.extract(row["text"])
+        correct = answer is not None and normalize_whitespace(answer) == normalize_whitespace(gold)
+        row.update(self.stamp, gold=gold, correct=correct)
+        append_jsonl(self.output, row)
+        self.done[i] = row
+        if self.log:
+            verdict = "right" if correct else "wrong"
+            self.log(f"[{len(self.done)}/{len(self.todo)}] problem {i}: {verdict}")
+
+    def summary(self, meta: dict[str, Any]) -> dict[str, Any]:
+        rows = [self.done[i] for i in sorted(self.done) if i < len(self.todo)]
+        clean = {k: str(v) if isinstance(v, Path) else v for k, v in meta.items()}
+        summary = summarize(rows, clean)
+        atomic_write_text(_summary_path(self.output), json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def _problems(
+    problems: str | Path | None,
+    n: int,
+    task: str,
+    split: str,
+    problem_seed: int,
+    task_options: dict[str, Any] | None,
+) -> tuple[list[SearchProblem], dict[str, Any]]:
+    """The problems to search, and what identifies them in the resume configuration."""
     if problems is not None:
-        todo = file_problems(problems, n)
-        source = {"problems": _file_hash(problems)}
-    else:
-        todo = task_problems(task, n, split, problem_seed, task_options)
-        source = {
-            "split": split,
-            "task_options": dict(task_options or {}),
-            "problem_seed": problem_seed,
-        }
-    options = dict(options or {})
+        return file_problems(problems, n), {"problems": _file_hash(problems)}
+    source = {
+        "split": split,
+        "task_options": dict(task_options or {}),
+        "problem_seed": problem_seed,
+    }
+    return task_problems(task, n, split, problem_seed, task_options), source
+
+
+def _search_options(
+    model: str,
+    prm: str | None,
+    prm_kind: str | None,
+    extract: Callable[[str], str | None],
+    options: dict[str, Any],
+    device: str,
+    allow_pickle: bool,
+    chat_template: str | Path | None,
+) -> tuple[SearchOptions, dict[str, Any]]:
+    """The loaded policy engine and reward model as SearchOptions (``options`` split into
+    step and search settings), and the policy's and PRM's content fingerprints."""
+    from burnish.models.io import load_model, model_fingerprint
+    from burnish.models.zoo import resolve_model
+    from burnish.scaling.engine import StepConfig
+    from burnish.scaling.hf_engine import HFEngine
+    from burnish.scaling.reward import LogProbReward, check_tokenizer_compatible, load_prm
+
     step = StepConfig(
         **{k: options.pop(k) for k in list(options) if k in StepConfig.__annotations__}
     )
@@ -272,48 +349,14 @@ def run_search(
         reward = load_prm(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
         check_tokenizer_compatible(tok, reward.tokenizer)
         prm_id = model_fingerprint(reward.model)
+    unknown = sorted(set(options) - set(SearchSettings.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"unknown search option {unknown[0]!r}")
     opts = SearchOptions(
-        engine=HFEngine(policy, tok, step), reward=reward, extract=t.extract_answer, **options
+        engine=HFEngine(policy, tok, step), reward=reward, extract=extract, **options
     )
-    settings = {"algorithm": algo.name, "budget": budget, "task": task, "seed": seed}
-    config = {
-        **settings,
-        **source,
-        "model": model_fingerprint(policy),
-        "prm": prm_id,
-        "prm_kind": prm_kind,
-        "step": asdict(step),
-        **opts.settings(),
-    }
-    done = load_done(output, config) if resume else {}
-
-    def finish(i: int, row: dict) -> None:
-        gold = todo[i].answer
-        answer = t.extract_answer(row["text"])
-        correct = answer is not None and normalize_whitespace(answer) == normalize_whitespace(gold)
-        row.update(settings, gold=gold, correct=correct, config=config)
-        append_jsonl(output, row)
-        done[i] = row
-        if log:
-            log(f"[{len(done)}/{len(todo)}] problem {i}: {'right' if correct else 'wrong'}")
-
-    asyncio.run(
-        search_problems(
-            [p.prompt for p in todo],
-            algo.name,
-            budget,
-            opts,
-            seed,
-            concurrency,
-            finish,
-            skip=set(done),
-        )
-    )
-    rows = [done[i] for i in sorted(done) if i < len(todo)]
-    meta = {**settings, "model": str(model), "prm": prm, "n": len(todo), "problems_file": problems}
-    summary = summarize(rows, {k: str(v) if isinstance(v, Path) else v for k, v in meta.items()})
-    atomic_write_text(_summary_path(output), json.dumps(summary, indent=2) + "\n")
-    return summary
+    ids = {"model": model_fingerprint(policy), "prm": prm_id, "step": asdict(step)}
+    return opts, ids
 
 
 def describe_output(output: str | Path) -> str:
