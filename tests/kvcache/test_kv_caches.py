@@ -288,7 +288,7 @@ def test_registry_and_attention_switch_are_reversible(tiny_model, tok) -> None:
     for name in KV_CACHES:
         opts = {"bits": 4, "group_size": 4, "residual_length": 4}
         res = evaluate(model, tok, ["counting"], n_problems=3, kv_cache=name, kv_options=opts)
-        assert 0.0 <= res["counting"].accuracy <= 1.0
+        assert (res["counting"].accuracy * 3).is_integer()  # k of the 3 problems right
         assert model.config._attn_implementation == "sdpa"
     with kv_attention(model):
         assert model.config._attn_implementation == "burnish_kv"

@@ -35,7 +35,9 @@ def test_two_task_sequence_writes_matrix_and_resumes(
     out = tmp_path / "cl"
     res = run_continual(str(model_dir), ["sorting", "reversal"], out, method, 40, 4, OPTS)
     assert len(res.matrix) == 2 and all(len(r) == 2 for r in res.matrix)
-    assert all(0.0 <= a <= 1.0 for row in res.matrix for a in row)
+    assert all((a * 4).is_integer() for row in res.matrix for a in row)  # k of 4 problems
+    stage2 = json.loads((out / "stage2-reversal" / "eval.json").read_text())["accuracy"]
+    assert res.matrix[-1] == [stage2["sorting"], stage2["reversal"]]
     assert res.average_accuracy == pytest.approx(sum(res.matrix[-1]) / 2)
     doc = json.loads((out / "matrix.json").read_text())
     assert doc["matrix"] == res.matrix and doc["method"] == method
