@@ -9,34 +9,60 @@ that still point at the old rows stay valid). So each step encodes only the new 
 
 Rows that finish their step early keep being fed a pad token whose attention-mask entry is 0
 (a masked "hole"), and positions come from the count of real tokens, so every row sees exactly
-its own prefix. ``fork=False`` instead re-encodes every particle's whole prefix each step (what
-a stateless server client does); it exists for the efficiency comparison and as a check.
+its own prefix.
+
+``kv_mode`` says how rows are found for the particles of an extension (all three give the same
+particles for the same seeds; they differ in what they encode, counted in ``Problem.usage``):
+
+- ``"fork"`` (default): gather rows by ancestor index, so a row may serve several particles.
+- ``"reprefill"``: what an engine with one KV cache per request but no fork / copy-on-write
+  does. A row can be continued once: the first particle (in batch order) that extends from a
+  row takes it over in place; every other particle pointing at a row already taken (a
+  duplicate made by resampling or branching, or an old particle whose row a child has since
+  continued) re-encodes its whole prefix (prompt + generated tokens) into a fresh row. The
+  ``n`` particles of one ``start`` share the prompt's row (the prompt is encoded once, as a
+  server shares it among ``n`` parallel samples); that sharing is not counted as a fork.
+- ``"none"``: no state between steps; every particle's whole prefix is re-encoded at each
+  extension (what a stateless OpenAI-server client makes the server do without a prefix
+  cache); ``start`` encodes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from burnish.errors import ConfigError
+from burnish.models.io import chat_text
 from burnish.scaling.batching import MicroBatcher
 from burnish.scaling.engine import StepConfig, finish_reason
 from burnish.scaling.particles import Particle, Problem
 
-__all__ = ["HFEngine", "sample_tokens"]
+__all__ = ["KV_MODES", "HFEngine", "KVMode", "sample_tokens"]
+
+KVMode = Literal["fork", "reprefill", "none"]
+KV_MODES: tuple[str, ...] = get_args(KVMode)
 
 
 @dataclass
 class _KV:
     """A batch of cached rows. cache: [R, H, L, D] per layer; mask: [R, L] (1 = real token);
-    pos: [R] position of the next token; logits: [R, V] next-token logits."""
+    pos: [R] position of the next token; logits: [R, V] next-token logits.
+
+    For ``kv_mode="reprefill"``: ``shared`` marks a start's prompt rows (any number of
+    particles may continue them); ``taken`` holds the rows some particle already continued.
+    """
 
     cache: DynamicCache
     mask: torch.Tensor
     pos: torch.Tensor
     logits: torch.Tensor
+    shared: bool = False
+    taken: set[int] = field(default_factory=set)
 
 
 def sample_tokens(
@@ -63,7 +89,9 @@ class HFEngine:
     Args:
         model, tokenizer: the policy.
         step: step delimiter and finishing rules.
-        fork: True (default) forks KV rows; False re-encodes every prefix each step.
+        kv_mode: "fork" (default) forks KV rows; "reprefill" keeps a row per particle but
+            re-encodes the prefix of every particle whose row another one already continued;
+            "none" re-encodes every prefix each step (see the module docstring).
     """
 
     def __init__(
@@ -71,11 +99,13 @@ class HFEngine:
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
         step: StepConfig | None = None,
-        fork: bool = True,
+        kv_mode: KVMode = "fork",
     ) -> None:
+        if kv_mode not in KV_MODES:
+            raise ConfigError(f"unknown kv_mode {kv_mode!r}; choose one of {', '.join(KV_MODES)}")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.step = step or StepConfig()
-        self.fork = fork
+        self.kv_mode = kv_mode
         self.device = next(model.parameters()).device
         self.eos = tokenizer.eos_token_id
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
@@ -93,9 +123,7 @@ class HFEngine:
         return stop.to(self.device)
 
     def prompt_ids(self, prompt: str) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        text = chat_text(self.tokenizer, [{"role": "user", "content": prompt}], True)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     async def start(self, problem: Problem, n: int) -> list[Particle]:
@@ -109,7 +137,8 @@ class HFEngine:
         return await self._batcher.submit(("extend", problem, list(particles), temperature))
 
     def next_token_logits(self, particle: Particle) -> torch.Tensor:
-        """[V] logits the engine holds for the particle's next token (for tests)."""
+        """[V] logits the engine holds for the particle's next token (for tests; a "none"
+        engine holds none for a particle fresh from ``start``)."""
         kv, row = particle.handle[0], particle.handle[1]
         return kv.logits[row]
 
@@ -120,18 +149,26 @@ class HFEngine:
         out: list = [None] * len(requests)
         starts = [i for i, r in enumerate(requests) if r[0] == "start"]
         if starts:
-            ids = [self.prompt_ids(requests[i][1].prompt) for i in starts]
-            kv = self._prefill(ids)
-            for row, (i, seq) in enumerate(zip(starts, ids, strict=True)):
-                _, problem, n = requests[i]
-                problem.usage.prefill += len(seq)
-                problem.usage.reencode += len(seq)
-                handle = (kv, row, tuple(seq))
-                out[i] = [Particle(uid=problem.next_uid(), handle=handle) for _ in range(n)]
+            for i, res in zip(starts, self._start([requests[i] for i in starts]), strict=True):
+                out[i] = res
         extends = [i for i, r in enumerate(requests) if r[0] == "extend"]
         if extends:
             for i, res in zip(extends, self._extend([requests[i] for i in extends]), strict=True):
                 out[i] = res
+        return out
+
+    def _start(self, requests: list[tuple]) -> list[list[Particle]]:
+        """n particles per request sharing one prompt row (no row at all for "none")."""
+        ids = [self.prompt_ids(problem.prompt) for _, problem, _ in requests]
+        kv = None if self.kv_mode == "none" else self._prefill(ids)
+        if kv is not None:
+            kv.shared = True
+        out = []
+        for row, ((_, problem, n), seq) in enumerate(zip(requests, ids, strict=True)):
+            if kv is not None:
+                problem.usage.prefill += len(seq)
+            handle = (kv, row, tuple(seq))
+            out.append([Particle(uid=problem.next_uid(), handle=handle) for _ in range(n)])
         return out
 
     def _prefill(self, seqs: list[list[int]]) -> _KV:
@@ -191,13 +228,7 @@ class HFEngine:
             usage = requests[r][1].usage
             usage.reencode += len(p.handle[2]) + len(p.token_ids)
             usage.policy_calls += 1
-        if self.fork:
-            kv = self._gather([p.handle for p in particles])
-        else:
-            seqs = [list(p.handle[2]) + list(p.token_ids) for p in particles]
-            for s, (r, _) in zip(seqs, rows, strict=True):
-                requests[r][1].usage.prefill += len(s)
-            kv = self._prefill(seqs)
+        kv = self._rows(particles, [requests[r][1] for r, _ in rows])
         new_tokens, logps, eos_hit, delim_hit = self._decode(kv, requests, rows)
         results = [list(parts) for _, _, parts, _ in requests]
         for b, (r, j) in enumerate(rows):
@@ -218,6 +249,27 @@ class HFEngine:
                 handle=(kv, b, p.handle[2]),
             )
         return results
+
+    def _rows(self, particles: list[Particle], problems: list[Problem]) -> _KV:
+        """One batch cache with row b for ``particles[b]``, built as ``kv_mode`` says."""
+        if self.kv_mode == "fork":
+            return self._gather([p.handle for p in particles])
+        if self.kv_mode == "none":
+            return self._encode_prefixes(particles, problems)
+        fresh = _rows_to_reprefill(particles)
+        handles = [p.handle for p in particles]
+        if fresh:
+            kv = self._encode_prefixes([particles[b] for b in fresh], [problems[b] for b in fresh])
+            for row, b in enumerate(fresh):
+                handles[b] = (kv, row, handles[b][2])
+        return self._gather(handles)  # each non-shared source row is used once: no fork
+
+    def _encode_prefixes(self, particles: list[Particle], problems: list[Problem]) -> _KV:
+        """Encode each particle's whole prefix (prompt + generated) into a fresh row."""
+        seqs = [list(p.handle[2]) + list(p.token_ids) for p in particles]
+        for s, problem in zip(seqs, problems, strict=True):
+            problem.usage.prefill += len(s)
+        return self._prefill(seqs)
 
     def _decode(self, kv: _KV, requests: list[tuple], rows: list[tuple[int, int]]):
         """Sample one step for every row of ``kv`` (mutates it: new columns, logits)."""
@@ -279,6 +331,25 @@ class HFEngine:
         kv.logits = torch.where(feed[:, None], out.logits[:, -1].float(), kv.logits)
         for r, _ in rows:
             requests[r][1].usage.padded += 1
+
+
+def _rows_to_reprefill(particles: list[Particle]) -> list[int]:
+    """Indices of the particles that need a fresh row under ``kv_mode="reprefill"``.
+
+    A particle may continue its row in place unless the row is already taken (by an earlier
+    particle of this batch or of an earlier extension); a start's prompt rows are shared.
+    Marks the rows it hands out as taken.
+    """
+    fresh = []
+    for b, p in enumerate(particles):
+        kv, row = p.handle[0], p.handle[1]
+        if kv.shared:
+            continue
+        if row in kv.taken:
+            fresh.append(b)
+        else:
+            kv.taken.add(row)
+    return fresh
 
 
 def _left_pad(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
