@@ -65,6 +65,44 @@ class _KV:
     taken: set[int] = field(default_factory=set)
 
 
+@dataclass(frozen=True)
+class _Handle:
+    """A particle's place in the engine: row ``row`` of ``kv`` (None before the first step
+    of a "none" engine), after the prompt's token ids ``prompt``."""
+
+    kv: _KV | None
+    row: int
+    prompt: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A request for ``n`` fresh particles of ``problem``."""
+
+    problem: Problem
+    n: int
+
+
+@dataclass(frozen=True)
+class _Extend:
+    """A request to extend ``particles`` of ``problem`` by one step at ``temperature``."""
+
+    problem: Problem
+    particles: list[Particle]
+    temperature: float
+
+
+@dataclass
+class _Step:
+    """One decoded step per row: its tokens and their log-probabilities, and whether it
+    ended at EOS or at the step delimiter."""
+
+    tokens: list[list[int]]
+    logprobs: list[list[float]]
+    eos: list[bool]
+    delimiter: list[bool]
+
+
 def sample_tokens(
     logits: torch.Tensor, temperature: torch.Tensor, uniform: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,48 +165,47 @@ class HFEngine:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     async def start(self, problem: Problem, n: int) -> list[Particle]:
-        return await self._batcher.submit(("start", problem, n))
+        return await self._batcher.submit(_Start(problem, n))
 
     async def extend(
         self, problem: Problem, particles: Sequence[Particle], temperature: float
     ) -> list[Particle]:
         if all(p.finished for p in particles):
             return list(particles)
-        return await self._batcher.submit(("extend", problem, list(particles), temperature))
+        return await self._batcher.submit(_Extend(problem, list(particles), temperature))
 
     def next_token_logits(self, particle: Particle) -> torch.Tensor:
         """[V] logits the engine holds for the particle's next token (for tests; a "none"
         engine holds none for a particle fresh from ``start``)."""
-        kv, row = particle.handle[0], particle.handle[1]
-        return kv.logits[row]
+        return particle.handle.kv.logits[particle.handle.row]
 
     # ---- batched work ---------------------------------------------------------------------
 
     @torch.no_grad()
-    def _serve(self, requests: list[tuple]) -> list[list[Particle]]:
+    def _serve(self, requests: list[_Start | _Extend]) -> list[list[Particle]]:
         out: list = [None] * len(requests)
-        starts = [i for i, r in enumerate(requests) if r[0] == "start"]
+        starts = [i for i, r in enumerate(requests) if isinstance(r, _Start)]
         if starts:
             for i, res in zip(starts, self._start([requests[i] for i in starts]), strict=True):
                 out[i] = res
-        extends = [i for i, r in enumerate(requests) if r[0] == "extend"]
+        extends = [i for i, r in enumerate(requests) if isinstance(r, _Extend)]
         if extends:
             for i, res in zip(extends, self._extend([requests[i] for i in extends]), strict=True):
                 out[i] = res
         return out
 
-    def _start(self, requests: list[tuple]) -> list[list[Particle]]:
+    def _start(self, requests: list[_Start]) -> list[list[Particle]]:
         """n particles per request sharing one prompt row (no row at all for "none")."""
-        ids = [self.prompt_ids(problem.prompt) for _, problem, _ in requests]
+        ids = [self.prompt_ids(req.problem.prompt) for req in requests]
         kv = None if self.kv_mode == "none" else self._prefill(ids)
         if kv is not None:
             kv.shared = True
         out = []
-        for row, ((_, problem, n), seq) in enumerate(zip(requests, ids, strict=True)):
+        for row, (req, seq) in enumerate(zip(requests, ids, strict=True)):
             if kv is not None:
-                problem.usage.prefill += len(seq)
-            handle = (kv, row, tuple(seq))
-            out.append([Particle(uid=problem.next_uid(), handle=handle) for _ in range(n)])
+                req.problem.usage.prefill += len(seq)
+            handle = _Handle(kv, row, tuple(seq))
+            out.append([Particle(uid=req.problem.next_uid(), handle=handle) for _ in range(req.n)])
         return out
 
     def _prefill(self, seqs: list[list[int]]) -> _KV:
@@ -193,16 +230,16 @@ class HFEngine:
         self.forward_passes += 1
         return _KV(cache, mask, mask.sum(-1), out.logits[:, -1].float())
 
-    def _gather(self, handles: list[tuple]) -> _KV:
+    def _gather(self, handles: list[_Handle]) -> _KV:
         """One batch cache holding the rows ``handles`` point at, in order (rows may repeat)."""
         kvs: dict[int, _KV] = {}
         for h in handles:
-            kvs.setdefault(id(h[0]), h[0])
+            kvs.setdefault(id(h.kv), h.kv)
         offsets, off = {}, 0
         for key, kv in kvs.items():
             offsets[key] = off
             off += kv.mask.shape[0]
-        index = torch.tensor([offsets[id(h[0])] + h[1] for h in handles], device=self.device)
+        index = torch.tensor([offsets[id(h.kv)] + h.row for h in handles], device=self.device)
         parts = list(kvs.values())
         longest = max(kv.mask.shape[1] for kv in parts)
         mask = torch.cat([_left_pad(kv.mask, longest, 1) for kv in parts])[index]
@@ -219,36 +256,40 @@ class HFEngine:
         logits = torch.cat([kv.logits for kv in parts])[index]
         return _KV(cache, mask, pos, logits)
 
-    def _extend(self, requests: list[tuple]) -> list[list[Particle]]:
+    def _extend(self, requests: list[_Extend]) -> list[list[Particle]]:
         rows: list[tuple[int, int]] = []  # (request, particle index) of each live row
-        for r, (_, _, parts, _) in enumerate(requests):
-            rows += [(r, j) for j, p in enumerate(parts) if not p.finished]
-        particles = [requests[r][2][j] for r, j in rows]
-        for p, (r, _) in zip(particles, rows, strict=True):
-            usage = requests[r][1].usage
-            usage.reencode += len(p.handle[2]) + len(p.token_ids)
-            usage.policy_calls += 1
-        kv = self._rows(particles, [requests[r][1] for r, _ in rows])
-        new_tokens, logps, eos_hit, delim_hit = self._decode(kv, requests, rows)
-        results = [list(parts) for _, _, parts, _ in requests]
+        for r, req in enumerate(requests):
+            rows += [(r, j) for j, p in enumerate(req.particles) if not p.finished]
+        particles = [requests[r].particles[j] for r, j in rows]
+        problems = [requests[r].problem for r, _ in rows]
+        for p, problem in zip(particles, problems, strict=True):
+            problem.usage.reencode += len(p.handle.prompt) + len(p.token_ids)
+            problem.usage.policy_calls += 1
+        kv = self._rows(particles, problems)
+        step = self._decode(kv, requests, rows)
+        results = [list(req.particles) for req in requests]
         for b, (r, j) in enumerate(rows):
-            problem, p = requests[r][1], particles[b]
-            toks = new_tokens[b]
-            text_toks = toks[:-1] if eos_hit[b] else toks
-            text = self.tokenizer.decode(text_toks, skip_special_tokens=True)
-            step = text.split(self.step.delimiter)[0] if delim_hit[b] else text
-            steps = (*p.steps, step)
-            reason = finish_reason(step, len(steps), eos_hit[b], delim_hit[b], self.step)
-            results[r][j] = p.child(
-                problem.next_uid(),
-                steps=steps,
-                token_ids=p.token_ids + tuple(toks),
-                step_logprobs=(*p.step_logprobs, sum(logps[b]) / max(1, len(logps[b]))),
-                finished=reason is not None,
-                finish_reason=reason,
-                handle=(kv, b, p.handle[2]),
-            )
+            results[r][j] = self._child(particles[b], problems[b], step, b, kv)
         return results
+
+    def _child(self, p: Particle, problem: Problem, step: _Step, b: int, kv: _KV) -> Particle:
+        """The particle ``p`` grown by row ``b``'s decoded step (now row ``b`` of ``kv``)."""
+        toks = step.tokens[b]
+        text_toks = toks[:-1] if step.eos[b] else toks
+        text = self.tokenizer.decode(text_toks, skip_special_tokens=True)
+        line = text.split(self.step.delimiter)[0] if step.delimiter[b] else text
+        steps = (*p.steps, line)
+        reason = finish_reason(line, len(steps), step.eos[b], step.delimiter[b], self.step)
+        logps = step.logprobs[b]
+        return p.child(
+            problem.next_uid(),
+            steps=steps,
+            token_ids=p.token_ids + tuple(toks),
+            step_logprobs=(*p.step_logprobs, sum(logps) / max(1, len(logps))),
+            finished=reason is not None,
+            finish_reason=reason,
+            handle=_Handle(kv, b, p.handle.prompt),
+        )
 
     def _rows(self, particles: list[Particle], problems: list[Problem]) -> _KV:
         """One batch cache with row b for ``particles[b]``, built as ``kv_mode`` says."""
@@ -261,20 +302,20 @@ class HFEngine:
         if fresh:
             kv = self._encode_prefixes([particles[b] for b in fresh], [problems[b] for b in fresh])
             for row, b in enumerate(fresh):
-                handles[b] = (kv, row, handles[b][2])
+                handles[b] = _Handle(kv, row, handles[b].prompt)
         return self._gather(handles)  # each non-shared source row is used once: no fork
 
     def _encode_prefixes(self, particles: list[Particle], problems: list[Problem]) -> _KV:
         """Encode each particle's whole prefix (prompt + generated) into a fresh row."""
-        seqs = [list(p.handle[2]) + list(p.token_ids) for p in particles]
+        seqs = [list(p.handle.prompt) + list(p.token_ids) for p in particles]
         for s, problem in zip(seqs, problems, strict=True):
             problem.usage.prefill += len(s)
         return self._prefill(seqs)
 
-    def _decode(self, kv: _KV, requests: list[tuple], rows: list[tuple[int, int]]):
+    def _decode(self, kv: _KV, requests: list[_Extend], rows: list[tuple[int, int]]) -> _Step:
         """Sample one step for every row of ``kv`` (mutates it: new columns, logits)."""
         n = len(rows)
-        temps = torch.tensor([float(requests[r][3]) for r, _ in rows], device=self.device)
+        temps = torch.tensor([float(requests[r].temperature) for r, _ in rows], device=self.device)
         by_req: dict[int, list[int]] = {}
         for b, (r, _) in enumerate(rows):
             by_req.setdefault(r, []).append(b)
@@ -287,9 +328,8 @@ class HFEngine:
             for r, bs in by_req.items():  # per-problem random stream, only while it has work
                 idx = torch.tensor(bs, device=self.device)
                 if not bool(done[idx].all()):
-                    uniform[idx] = torch.rand(len(bs), generator=requests[r][1].sampler).to(
-                        self.device
-                    )
+                    draw = torch.rand(len(bs), generator=requests[r].problem.sampler)
+                    uniform[idx] = draw.to(self.device)
             tok, lp = sample_tokens(kv.logits, temps, uniform)
             live = ~done
             is_eos = tok == self.eos
@@ -305,7 +345,7 @@ class HFEngine:
                 logps[b].append(lp_l[b])
                 eos_hit[b] = eos_l[b]
                 delim_hit[b] = stop_l[b] and not eos_l[b]
-                usage = requests[rows[b][0]][1].usage
+                usage = requests[rows[b][0]].problem.usage
                 usage.generated += 1
                 usage.reencode += 1
             feed = live & ~is_eos  # EOS ends the particle: no need to encode it
@@ -314,9 +354,16 @@ class HFEngine:
                 self._feed(kv, torch.where(feed, tok, self.pad), feed, requests, rows)
             if bool(done.all()):
                 break
-        return new_tokens, logps, eos_hit, delim_hit
+        return _Step(new_tokens, logps, eos_hit, delim_hit)
 
-    def _feed(self, kv: _KV, tok: torch.Tensor, feed: torch.Tensor, requests, rows) -> None:
+    def _feed(
+        self,
+        kv: _KV,
+        tok: torch.Tensor,
+        feed: torch.Tensor,
+        requests: list[_Extend],
+        rows: list[tuple[int, int]],
+    ) -> None:
         """Append one column: real tokens where ``feed``, masked pads elsewhere."""
         kv.mask = torch.cat([kv.mask, feed.long()[:, None]], dim=1)
         out = self.model(
@@ -330,7 +377,7 @@ class HFEngine:
         kv.pos = kv.pos + feed.long()
         kv.logits = torch.where(feed[:, None], out.logits[:, -1].float(), kv.logits)
         for r, _ in rows:
-            requests[r][1].usage.padded += 1
+            requests[r].problem.usage.padded += 1
 
 
 def _rows_to_reprefill(particles: list[Particle]) -> list[int]:
@@ -342,7 +389,7 @@ def _rows_to_reprefill(particles: list[Particle]) -> list[int]:
     """
     fresh = []
     for b, p in enumerate(particles):
-        kv, row = p.handle[0], p.handle[1]
+        kv, row = p.handle.kv, p.handle.row
         if kv.shared:
             continue
         if row in kv.taken:
