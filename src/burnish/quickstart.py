@@ -33,6 +33,7 @@ def run_quickstart(
     n_eval: int = 100,
     progress: bool = True,
     overwrite: bool = False,
+    chat_template: str | Path | None = None,
 ) -> Path:
     """Run the quickstart; returns the path of the Markdown report.
 
@@ -47,7 +48,7 @@ def run_quickstart(
     if overwrite:
         remove_owned(output, QUICKSTART_OUTPUTS)
     src = resolve_model(model)
-    m, tok = load_model(src)
+    m, tok = load_model(src, chat_template=chat_template)
     t0 = time.time()
     before = evaluate(m, tok, [task], n_eval, progress=progress)[task]
     cfg = examples_config(

@@ -148,6 +148,27 @@ def test_model_without_chat_template(cli, tmp_path, chat_jsonl, cli_model_dir) -
         "max_steps=1",
     )
     assert rc == 0, err
+    rc, _, err = cli(
+        "continual",
+        "-m",
+        bare,
+        "--tasks",
+        "sorting,reversal",
+        "-o",
+        tmp_path / "cl",
+        "--samples",
+        "8",
+        "--eval-n",
+        "2",
+        "--set",
+        "max_steps=1",
+        "--set",
+        "effective_batch_size=4",
+        "--chat-template",
+        template,
+        "--no-progress",
+    )
+    assert rc == 0, err
 
 
 def test_sft_trains_on_prepared_safetensors(cli, tmp_path, chat_jsonl, cli_model_dir) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from burnish.cli.common import console, print_table, split_names
+from burnish.cli.common import TEMPLATE_OPT, console, print_table, split_names
 
 __all__ = ["continual_command", "kept"]
 
@@ -41,6 +41,7 @@ def continual_command(
         False, help="Start over in an OUTPUT_DIR that holds a run (only burnish's files go)."
     ),
     progress: bool = typer.Option(True, help="Show progress bars (training, evaluation)."),
+    chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
     """Train the tasks in order, re-decomposing after each (the frozen share grows), and
     evaluate every task after every stage. Writes matrix.json and the heatmap matrix.png.
@@ -53,6 +54,8 @@ def continual_command(
 
     names = split_names(tasks)
     options = parse_overrides(set_)
+    if chat_template is not None:
+        options["chat_template"] = str(chat_template)
     used = recommended_options(model, set(options), OSFTConfig)
     if used:
         console.print(

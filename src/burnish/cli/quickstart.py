@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from burnish.cli.common import console
+from burnish.cli.common import TEMPLATE_OPT, console
 
 __all__ = ["kept", "quickstart_command"]
 
@@ -23,10 +23,18 @@ def quickstart_command(
     overwrite: bool = typer.Option(
         False, help="Replace an earlier quickstart in OUTPUT (only its own files)."
     ),
+    chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
     """Fine-tune a zoo model on one task, evaluate before and after, write a report + PNG."""
     from burnish.quickstart import run_quickstart
 
-    report = run_quickstart(output, model=model, task=task, steps=steps, overwrite=overwrite)
+    report = run_quickstart(
+        output,
+        model=model,
+        task=task,
+        steps=steps,
+        overwrite=overwrite,
+        chat_template=chat_template,
+    )
     console.print(report.read_text())
     console.print(f"report: {report}\nloss curve: {output / 'run' / 'loss.png'}")

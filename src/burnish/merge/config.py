@@ -168,6 +168,11 @@ class AIMConfig(BaseModel):
     max_texts: int = Field(256, gt=0, description="Calibration blocks at most.")
     block_size: int = Field(512, gt=1, description="Tokens per calibration block.")
     batch_size: int = Field(8, gt=0, description="Blocks per forward pass.")
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template file for a base model without one (calibration "
+        "chats are rendered with it).",
+    )
 
     @field_validator("omega_by_module")
     @classmethod

@@ -123,7 +123,13 @@ def _relaxer(aim: AIMConfig | None, base: LazyCheckpoint) -> tuple[_Relaxer | No
     if aim is None:
         return None, None
     stats, path = compute_or_load_stats(
-        base.path, aim.data, aim.stats, aim.block_size, aim.max_texts, aim.batch_size
+        base.path,
+        aim.data,
+        aim.stats,
+        aim.block_size,
+        aim.max_texts,
+        aim.batch_size,
+        chat_template=aim.chat_template,
     )
     return _Relaxer(stats, aim), path
 

@@ -139,8 +139,10 @@ def run_continual(
     _prepare_continual_dir(out, resume, overwrite)
     current = str(resolve_model(model))
 
+    template = (options or {}).get("chat_template")  # for a starting model without one
+
     def accuracy(model_dir: str | Path) -> dict[str, float]:
-        m, tok = load_model(model_dir)
+        m, tok = load_model(model_dir, chat_template=template)
         res = evaluate(m, tok, tasks, eval_problems, seed=eval_seed, progress=progress)
         return {k: r.accuracy for k, r in res.items()}
 
