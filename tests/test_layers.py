@@ -16,7 +16,7 @@ import burnish
 ROOT = Path(burnish.__file__).parent
 
 LAYERS: list[set[str]] = [
-    {"errors"},
+    {"errors", "lazy"},
     {"io", "progress", "seeding"},
     {"config", "tasks"},
     {"models"},

@@ -10,8 +10,7 @@ The public API is imported lazily, so ``import burnish`` is cheap (no torch at i
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from burnish.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -47,7 +46,4 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'burnish' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_attributes(__name__, _EXPORTS)

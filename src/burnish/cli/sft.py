@@ -46,6 +46,7 @@ def _config(
 
 
 def _train(cls: type[SFTConfig], resume: bool, overwrite: bool, **options: object) -> None:
+    """Run the recipe of ``cls`` with the command's options (its ``locals()``)."""
     from burnish.data.dataset import describe_report
     from burnish.train.config import with_recommended
     from burnish.train.distributed import shutdown_distributed
@@ -129,18 +130,7 @@ def sft_command(
     Writes metrics.jsonl, summary.json (with early signals), loss.png and HF checkpoints
     under the output directory; final weights go to OUTPUT_DIR/final.
     """
-    _train(
-        SFTConfig,
-        resume,
-        overwrite,
-        config=config,
-        model=model,
-        data=data,
-        output_dir=output_dir,
-        set_=set_,
-        allow_pickle=allow_pickle,
-        chat_template=chat_template,
-    )
+    _train(SFTConfig, **locals())
 
 
 def osft_command(
@@ -159,18 +149,7 @@ def osft_command(
     Same recipe, data, packing, checkpoints, resume and torchrun support as `burnish sft`;
     the output is a plain dense HF checkpoint.
     """
-    _train(
-        OSFTConfig,
-        resume,
-        overwrite,
-        config=config,
-        model=model,
-        data=data,
-        output_dir=output_dir,
-        set_=set_,
-        allow_pickle=allow_pickle,
-        chat_template=chat_template,
-    )
+    _train(OSFTConfig, **locals())
 
 
 sft_command.__doc__ = (sft_command.__doc__ or "") + "\n\n" + _fields_help(SFTConfig)

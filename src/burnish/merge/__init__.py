@@ -12,9 +12,7 @@ streams one tensor at a time from (sharded) safetensors inputs to sharded safete
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from burnish.lazy import lazy_attributes
 from burnish.merge.registry import (
     MERGE_METHODS,
     MergeMethod,
@@ -59,26 +57,23 @@ __all__ = [
 
 # The rest loads on first use (torch): the registry above is cheap, for help texts.
 _HOMES = {
-    "aim_relax": "aim",
-    "channel_importance": "aim",
-    "module_omega": "aim",
-    "calibration_blocks": "aim_stats",
-    "collect_activation_stats": "aim_stats",
-    "compute_or_load_stats": "aim_stats",
-    "load_stats": "aim_stats",
-    "save_stats": "aim_stats",
-    "AIMConfig": "config",
-    "MergeConfig": "config",
-    "load_merge_config": "config",
-    "LazyCheckpoint": "lazy",
-    "linear": "linear",
-    "MergeResult": "run",
-    "apply_aim": "run",
-    "run_merge": "run",
+    "aim_relax": "burnish.merge.aim",
+    "channel_importance": "burnish.merge.aim",
+    "module_omega": "burnish.merge.aim",
+    "calibration_blocks": "burnish.merge.aim_stats",
+    "collect_activation_stats": "burnish.merge.aim_stats",
+    "compute_or_load_stats": "burnish.merge.aim_stats",
+    "load_stats": "burnish.merge.aim_stats",
+    "save_stats": "burnish.merge.aim_stats",
+    "AIMConfig": "burnish.merge.config",
+    "MergeConfig": "burnish.merge.config",
+    "load_merge_config": "burnish.merge.config",
+    "LazyCheckpoint": "burnish.merge.lazy",
+    "linear": "burnish.merge.linear",
+    "MergeResult": "burnish.merge.run",
+    "apply_aim": "burnish.merge.run",
+    "run_merge": "burnish.merge.run",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(f"burnish.merge.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'burnish.merge' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _HOMES)

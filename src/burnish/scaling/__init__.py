@@ -5,8 +5,7 @@ Heavy modules (torch, transformers) are imported on first use of their names.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from burnish.lazy import lazy_attributes
 
 __all__ = [
     "ALGORITHMS",
@@ -37,35 +36,32 @@ __all__ = [
 ]
 
 _HOMES = {
-    "ALGORITHMS": "algorithms",
-    "get_algorithm": "algorithms",
-    "SearchOptions": "algorithms",
-    "SearchResult": "algorithms",
-    "Engine": "engine",
-    "EngineError": "engine",
-    "StepConfig": "engine",
-    "HFEngine": "hf_engine",
-    "OpenAIEngine": "openai_engine",
-    "HFProcessRewardModel": "reward",
-    "LikelihoodProcessRewardModel": "reward",
-    "SeparatorRewardModel": "reward",
-    "LogProbReward": "reward",
-    "OutcomeRewardModel": "reward",
-    "aggregate": "reward",
-    "load_prm": "reward",
-    "Particle": "particles",
-    "Problem": "particles",
-    "Usage": "particles",
-    "effective_sample_size": "maths",
-    "multinomial_resample": "maths",
-    "resampling_probs": "maths",
-    "systematic_resample": "maths",
-    "run_search": "run",
-    "search_problems": "run",
+    "ALGORITHMS": "burnish.scaling.algorithms",
+    "get_algorithm": "burnish.scaling.algorithms",
+    "SearchOptions": "burnish.scaling.algorithms",
+    "SearchResult": "burnish.scaling.algorithms",
+    "Engine": "burnish.scaling.engine",
+    "EngineError": "burnish.scaling.engine",
+    "StepConfig": "burnish.scaling.engine",
+    "HFEngine": "burnish.scaling.hf_engine",
+    "OpenAIEngine": "burnish.scaling.openai_engine",
+    "HFProcessRewardModel": "burnish.scaling.reward",
+    "LikelihoodProcessRewardModel": "burnish.scaling.reward",
+    "SeparatorRewardModel": "burnish.scaling.reward",
+    "LogProbReward": "burnish.scaling.reward",
+    "OutcomeRewardModel": "burnish.scaling.reward",
+    "aggregate": "burnish.scaling.reward",
+    "load_prm": "burnish.scaling.reward",
+    "Particle": "burnish.scaling.particles",
+    "Problem": "burnish.scaling.particles",
+    "Usage": "burnish.scaling.particles",
+    "effective_sample_size": "burnish.scaling.maths",
+    "multinomial_resample": "burnish.scaling.maths",
+    "resampling_probs": "burnish.scaling.maths",
+    "systematic_resample": "burnish.scaling.maths",
+    "run_search": "burnish.scaling.run",
+    "search_problems": "burnish.scaling.run",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(f"burnish.scaling.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'burnish.scaling' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _HOMES)

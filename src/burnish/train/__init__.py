@@ -6,9 +6,7 @@ the CLI can build its ``--help`` without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from burnish.lazy import lazy_attributes
 from burnish.train.config import OSFTConfig, SFTConfig
 
 __all__ = [
@@ -23,7 +21,4 @@ __all__ = [
 _LAZY = {"SFTResult": "burnish.train.sft", "run_sft": "burnish.train.sft"}
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'burnish.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(_LAZY[name]), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -7,9 +7,7 @@ it). ``burnish zoo build`` is its command line. The specs are cheap to import; t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from burnish.lazy import lazy_attributes
 from burnish.zoo_build.specs import CHECK_SAMPLE, PRM_NAME, ZOO_SPECS, PRMSpec, ZooSpec
 
 __all__ = [
@@ -26,15 +24,12 @@ __all__ = [
 ]
 
 _HOMES = {
-    "PRM_FITS": "prm_fit",
-    "build_arith_prm": "prm",
-    "build_zoo": "build",
-    "build_zoo_model": "lm",
-    "finetune_zoo_model": "lm",
+    "PRM_FITS": "burnish.zoo_build.prm_fit",
+    "build_arith_prm": "burnish.zoo_build.prm",
+    "build_zoo": "burnish.zoo_build.build",
+    "build_zoo_model": "burnish.zoo_build.lm",
+    "finetune_zoo_model": "burnish.zoo_build.lm",
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(f"burnish.zoo_build.{_HOMES[name]}"), name)
-    raise AttributeError(f"module 'burnish.zoo_build' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _HOMES)

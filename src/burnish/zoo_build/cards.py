@@ -2,9 +2,59 @@
 
 from __future__ import annotations
 
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from burnish.models.io import save_model
 from burnish.zoo_build.specs import CHECK_SAMPLE
 
-__all__ = ["PRM_DESCRIPTIONS", "render_lm_card", "render_prm_card"]
+__all__ = [
+    "PRM_DESCRIPTIONS",
+    "build_facts",
+    "model_facts",
+    "render_lm_card",
+    "render_prm_card",
+    "save_with_card",
+]
+
+
+def model_facts(model: PreTrainedModel) -> dict:
+    """What every card says about the model itself, read from it."""
+    archs = model.config.architectures
+    return {
+        "architecture": archs[0] if archs else type(model).__name__,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "hidden_size": model.config.hidden_size,
+        "num_layers": model.config.num_hidden_layers,
+    }
+
+
+def build_facts(t0: float) -> dict:
+    """How long the build took (since ``t0``, a time.time()) and on what."""
+    return {
+        "build_seconds": round(time.time() - t0, 1),
+        "build_machine": f"{platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+    }
+
+
+def save_with_card(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    path: Path,
+    card: dict,
+    render: Callable[[dict], str],
+) -> None:
+    """An HF directory with ``card.json`` and its Markdown rendering as ``README.md``."""
+    files = {"card.json": json.dumps(card, indent=2) + "\n", "README.md": render(card)}
+    save_model(model, tok, path, extra_files=files)
+
 
 # What each kind of zoo PRM is, for its card.
 PRM_DESCRIPTIONS = {

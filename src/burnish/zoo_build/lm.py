@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import platform
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
 from burnish.io import check_output_dir
 from burnish.models.configs import tiny_config
-from burnish.models.io import load_model, model_from_config, save_model
+from burnish.models.io import load_model, model_from_config
 from burnish.models.tokenizer import build_char_tokenizer
 from burnish.models.zoo import ZOO_DIR
 from burnish.tasks import list_tasks, mixture
 from burnish.train.finetune import examples_config
 from burnish.train.sft import run_sft
-from burnish.zoo_build.cards import render_lm_card
+from burnish.zoo_build.cards import build_facts, model_facts, render_lm_card, save_with_card
 from burnish.zoo_build.specs import CHECK_SAMPLE, ZOO_RECOMMENDED, ZooSpec
 
 __all__ = ["build_zoo_model", "finetune_zoo_model", "init_model"]
@@ -111,15 +108,10 @@ def build_zoo_model(
     card = {
         "name": spec.name,
         "description": spec.description,
-        "architecture": model.config.architectures[0]
-        if model.config.architectures
-        else type(model).__name__,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        **model_facts(model),
         "spec": asdict(spec),
         "final_loss": final_loss,
-        "build_seconds": round(time.time() - t0, 1),
-        "build_machine": f"{platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        **build_facts(t0),
         "check_sample": {"n": CHECK_SAMPLE, "split": "test", "seed": 0, "decoding": "greedy"},
         "accuracy": accuracy,
         "recommended": dict(ZOO_RECOMMENDED),
@@ -139,13 +131,5 @@ def build_zoo_model(
             }
             for t, r in sampled.items()
         }
-    save_model(
-        model,
-        tok,
-        out_root / spec.name,
-        extra_files={
-            "card.json": json.dumps(card, indent=2) + "\n",
-            "README.md": render_lm_card(card),
-        },
-    )
+    save_with_card(model, tok, out_root / spec.name, card, render_lm_card)
     return card

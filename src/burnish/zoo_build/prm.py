@@ -12,24 +12,26 @@ and how often gold beats minimally corrupted copies.
 
 from __future__ import annotations
 
-import json
-import platform
 import random
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from burnish.errors import ConfigError
 from burnish.eval.evaluate import evaluate
 from burnish.io import check_output_dir
-from burnish.models.io import load_model, save_model
+from burnish.models.io import load_model
 from burnish.models.zoo import ZOO_DIR, resolve_model
 from burnish.scaling.reward import SeparatorRewardModel
 from burnish.tasks import Task, get_task
 from burnish.tasks.arith_chain import corrupt_solution
-from burnish.zoo_build.cards import PRM_DESCRIPTIONS, render_prm_card
+from burnish.zoo_build.cards import (
+    PRM_DESCRIPTIONS,
+    build_facts,
+    model_facts,
+    render_prm_card,
+    save_with_card,
+)
 from burnish.zoo_build.prm_data import Row, contrastive_rows, sampled_rows
 from burnish.zoo_build.prm_fit import PRM_FITS
 from burnish.zoo_build.specs import PRMSpec
@@ -103,15 +105,10 @@ def build_arith_prm(
     card = {
         "name": spec.name,
         "description": PRM_DESCRIPTIONS[spec.kind],
-        "architecture": model.config.architectures[0],
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "hidden_size": model.config.hidden_size,
-        "num_layers": model.config.num_hidden_layers,
+        **model_facts(model),
         "spec": asdict(spec),
         "final_loss": loss,
-        "build_seconds": round(time.time() - t0, 1),
-        "build_machine": f"{platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        **build_facts(t0),
         "check_sample": {"n": 64, "split": "test", "seed": 0, "decoding": "greedy"},
         # Greedy accuracy of the PRM read as a generator: only documents what decoding it
         # does (both fits trade generation for verification).
@@ -124,14 +121,6 @@ def build_arith_prm(
             "gold_beats_corrupted": pair_metrics(prm, task, test_prompts),
         },
     }
-    card["build_seconds"] = round(time.time() - t0, 1)
-    save_model(
-        model,
-        tok,
-        out_root / spec.name,
-        extra_files={
-            "card.json": json.dumps(card, indent=2) + "\n",
-            "README.md": render_prm_card(card),
-        },
-    )
+    card.update(build_facts(t0))  # the held-out evaluation above took time too
+    save_with_card(model, tok, out_root / spec.name, card, render_prm_card)
     return card
