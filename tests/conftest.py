@@ -45,3 +45,17 @@ def tiny_model() -> Callable[..., PreTrainedModel]:
 def model_dir(tmp_path: Path, tok: PreTrainedTokenizerFast, tiny_model) -> Path:
     """A tiny random Llama (hidden 64, 2 layers) saved with the char tokenizer."""
     return save_model(tiny_model("llama", hidden_size=64), tok, tmp_path / "model")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2-135M-Instruct imported once per session from its GGUF (the `real` extra);
+    skips, saying how to install it, where the packages are missing."""
+    from burnish.errors import ModelLoadError
+    from burnish.models.gguf import import_gguf
+
+    out = tmp_path_factory.mktemp("real") / "smollm2-135m-instruct"
+    try:
+        return import_gguf("smollm2-135m-instruct", out)
+    except ModelLoadError as e:
+        pytest.skip(f"real model unavailable: {e}")

@@ -95,9 +95,21 @@ def _root(
 
 
 def _register() -> None:
-    from burnish.cli import continual, data, evaluate, merge, quickstart, scale, sft, tasks, zoo
+    from burnish.cli import (
+        continual,
+        data,
+        evaluate,
+        merge,
+        models,
+        quickstart,
+        scale,
+        sft,
+        tasks,
+        zoo,
+    )
 
     app.add_typer(tasks.app, name="tasks")
+    app.add_typer(models.app, name="models")
     app.add_typer(data.app, name="data")
     app.add_typer(zoo.app, name="zoo")
     app.command("sft")(interruptible(sft.sft_command, sft.kept))

@@ -1,12 +1,13 @@
-"""``burnish eval``: task accuracy of a model, as a table and JSON."""
+"""``burnish eval``: task accuracy and real-text perplexity of a model, as a table and JSON."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
-from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT, print_table, split_names
+from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT, console, print_table, split_names
 
 __all__ = ["eval_command", "kept"]
 
@@ -16,13 +17,18 @@ def kept(output: Path | None = None, **_: object) -> str:
 
 
 def eval_command(
-    model: str = typer.Argument(..., help="Model directory or zoo name."),
-    tasks: str = typer.Option(..., "--tasks", "-t", help="Comma-separated task names."),
+    model: str = typer.Argument(..., help="Model directory, zoo name, .gguf file or known name."),
+    tasks: str = typer.Option("", "--tasks", "-t", help="Comma-separated task names."),
     n: int = typer.Option(100, "--n", min=1, help="Held-out problems per task."),
     batch_size: int = typer.Option(64, min=1, help="Prompts per generate() call."),
     samples: int = typer.Option(1, min=1, help="Samples per prompt (needs --temperature > 0)."),
     temperature: float = typer.Option(0.0, min=0.0, help="0 = greedy."),
     seed: int = typer.Option(0, help="Seed of the problems and of sampling."),
+    perplexity: bool = typer.Option(
+        False, help="Also (or only) measure perplexity on held-out real text (pydoc)."
+    ),
+    ppl_block_size: int = typer.Option(512, min=2, help="Perplexity: tokens per block."),
+    ppl_blocks: int = typer.Option(64, min=1, help="Perplexity: blocks at most."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write results as JSON."),
     overwrite: bool = typer.Option(False, help="Replace an existing OUTPUT file."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
@@ -36,44 +42,85 @@ def eval_command(
     squat_rank: int | None = typer.Option(None, help="SQuat: query-subspace rank r per KV head."),
     squat_lambda: float | None = typer.Option(None, help="SQuat: weight of the in-subspace error."),
     squat_block_size: int | None = typer.Option(None, help="SQuat: channels per correction block."),
-    progress: bool = typer.Option(True, help="Show a progress bar over the problems."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Greedy (or sampled) generation on each task's test split, exact-match scored.
+    """Greedy (or sampled) generation on each task's test split, exact-match scored; with
+    --perplexity, next-token perplexity on the held-out split of the pydoc corpus.
 
     Quantized-cache options left unset take the cache's own defaults (see
     burnish.kvcache.KIVIConfig and SQuatConfig)."""
     from burnish.errors import ConfigError
-    from burnish.eval.evaluate import evaluate_model, format_table
+    from burnish.io import atomic_write_text, check_output_file
 
+    names = split_names(tasks)
+    if not names and not perplexity:
+        raise ConfigError("nothing to evaluate: give --tasks NAMES and/or --perplexity")
     if samples > 1 and temperature == 0:
         raise ConfigError("--samples > 1 needs --temperature > 0 (greedy gives one answer)")
+    if output is not None:
+        check_output_file(output, overwrite)
+    doc: dict = {"model": str(model)}
+    if names:
+        doc["results"] = _tasks(model, names, device, dtype, allow_pickle, chat_template, locals())
+    if perplexity:
+        doc["perplexity"] = _perplexity(
+            model, ppl_block_size, ppl_blocks, device, dtype, allow_pickle, progress
+        )
+    if output is not None:
+        import json
+
+        atomic_write_text(output, json.dumps(doc, indent=2) + "\n")
+
+
+def _tasks(model, names, device, dtype, allow_pickle, chat_template, opts: dict) -> dict:
+    from burnish.eval.evaluate import evaluate_model, format_table
+
     kv_options = {
-        "bits": kv_bits,
-        "group_size": kv_group_size,
-        "residual_length": kv_residual,
-        "rank": squat_rank,
-        "lam": squat_lambda,
-        "block_size": squat_block_size,
+        "bits": opts["kv_bits"],
+        "group_size": opts["kv_group_size"],
+        "residual_length": opts["kv_residual"],
+        "rank": opts["squat_rank"],
+        "lam": opts["squat_lambda"],
+        "block_size": opts["squat_block_size"],
     }
     results = evaluate_model(
         model,
-        split_names(tasks),
-        output,
+        names,
+        None,
         dtype=dtype,
         device=device,
-        overwrite=overwrite,
         allow_pickle=allow_pickle,
         chat_template=chat_template,
-        n_problems=n,
-        batch_size=batch_size,
-        num_samples=samples,
-        temperature=temperature,
-        seed=seed,
-        kv_cache=kv_cache,
+        n_problems=opts["n"],
+        batch_size=opts["batch_size"],
+        num_samples=opts["samples"],
+        temperature=opts["temperature"],
+        seed=opts["seed"],
+        kv_cache=opts["kv_cache"],
         kv_options={k: v for k, v in kv_options.items() if v is not None},
-        progress=progress,
+        progress=opts["progress"],
     )
     header = ("task", "problems", "accuracy")
-    if samples > 1:
-        header += (f"pass@{samples}", f"maj@{samples}")
+    if opts["samples"] > 1:
+        header += (f"pass@{opts['samples']}", f"maj@{opts['samples']}")
     print_table(f"eval {model}", header, format_table(results))
+    return {k: asdict(v) for k, v in results.items()}
+
+
+def _perplexity(model, block_size, blocks, device, dtype, allow_pickle, progress) -> dict:
+    from burnish.eval.perplexity import model_perplexity
+
+    res = model_perplexity(
+        model,
+        block_size=block_size,
+        max_blocks=blocks,
+        device=device,
+        dtype=dtype,
+        allow_pickle=allow_pickle,
+        progress=progress,
+    )
+    console.print(
+        f"perplexity {res.perplexity:.3f} (mean NLL {res.nll:.4f} nats over {res.tokens} "
+        f"tokens in {res.blocks} held-out pydoc blocks of <= {block_size})"
+    )
+    return {**asdict(res), "corpus": "pydoc", "split": "test", "block_size": block_size}

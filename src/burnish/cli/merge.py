@@ -74,7 +74,9 @@ def _aim_section(config: Path) -> dict:
 
 def aim_stats_command(
     model: str = typer.Argument(..., help="Base model directory or zoo name."),
-    data: str = typer.Argument("zoo", help="Calibration text file or JSONL; 'zoo' = task mix."),
+    data: str = typer.Argument(
+        "zoo", help="Calibration: zoo (task chats), pydoc (real text), a text file or JSONL."
+    ),
     output: Path = typer.Option(..., "--output", "-o", help="Statistics file (.safetensors)."),
     block_size: int = typer.Option(512, min=2, help="Tokens per calibration block."),
     max_texts: int = typer.Option(256, min=1, help="Calibration blocks at most."),

@@ -22,6 +22,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from burnish.data.corpus import CORPORA, corpus_texts
 from burnish.errors import DataError, ModelLoadError
 from burnish.io import atomic_file, read_jsonl
 from burnish.merge.lazy import LazyCheckpoint
@@ -49,7 +50,10 @@ def _chat(tok: PreTrainedTokenizerBase, messages: list[dict]) -> str:
 
 
 def _texts(data: str | None, tok: PreTrainedTokenizerBase) -> list[str]:
-    """Texts of a calibration source: 'zoo'/None, a JSONL file, or a plain text file."""
+    """Texts of a calibration source: 'zoo'/None (task chats), 'pydoc' (real text: the
+    corpus's train split), a JSONL file, or a plain text file."""
+    if data in CORPORA:
+        return corpus_texts("train", data)
     if data is None or data == DEFAULT_DATA:
         from burnish.tasks import list_tasks, mixture
 
@@ -82,7 +86,7 @@ def calibration_blocks(
     ``max_texts`` of them."""
     blocks: list[list[int]] = []
     for text in _texts(data, tok):
-        ids = tok(text, add_special_tokens=False)["input_ids"]
+        ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
         blocks += [ids[i : i + block_size] for i in range(0, len(ids), block_size)]
         if len(blocks) >= max_texts:
             break

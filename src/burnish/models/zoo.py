@@ -24,14 +24,25 @@ def list_zoo() -> list[str]:
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
-    """A model directory for a path or a zoo name; errors list the zoo when neither exists."""
+    """A model directory for a path, a zoo name, a ``.gguf`` file or a known real model's
+    name (:data:`burnish.models.gguf.KNOWN_GGUF`; the last two are imported into the cache
+    once); errors list the zoo and the known names when it is none of these."""
+    from burnish.models.gguf import KNOWN_GGUF, import_gguf
+
     p = Path(name_or_path).expanduser()
+    if p.is_file() and p.suffix == ".gguf":
+        return import_gguf(p)
     if p.exists():
         return p
     if (ZOO_DIR / str(name_or_path) / "config.json").is_file():
         return ZOO_DIR / str(name_or_path)
+    if str(name_or_path) in KNOWN_GGUF:
+        return import_gguf(str(name_or_path))
     zoo = ", ".join(list_zoo()) or "(none built; run `burnish zoo build`)"
-    raise ModelLoadError(f"{name_or_path}: no such model directory, and not a zoo model ({zoo})")
+    raise ModelLoadError(
+        f"{name_or_path}: no such model directory, not a zoo model ({zoo}) and not a known "
+        f"real model ({', '.join(KNOWN_GGUF)})"
+    )
 
 
 def zoo_card(name: str) -> dict:
