@@ -103,9 +103,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def import_gguf(
-    source: str | Path, out: str | Path | None = None, overwrite: bool = False
-) -> Path:
+def import_gguf(source: str | Path, out: str | Path | None = None, overwrite: bool = False) -> Path:
     """Import a ``.gguf`` file or a known name (:data:`KNOWN_GGUF`) as an HF directory.
 
     ``out=None`` imports into the cache, keyed by the file's SHA-256, and returns an earlier
