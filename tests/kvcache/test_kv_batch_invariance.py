@@ -4,7 +4,8 @@ Key chunks are aligned to each row's own tokens (see :mod:`burnish.kvcache.kivi`
 else is in the batch (and so how much left padding a row gets) must not change a row's codes,
 scales, zero points, dequantized keys or greedy output. All in the quantized regime: prompts
 longer than 2G tokens (several chunks quantized at prefill), then decoding past more chunk
-boundaries.
+boundaries. The layers get the positions ``generate`` gives (a row's own tokens at 0, 1, ...
+whatever its padding), which only the pre-RoPE variant reads.
 """
 
 from __future__ import annotations
@@ -13,9 +14,21 @@ import warnings
 
 import pytest
 import torch
+from transformers import LlamaConfig
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
 from burnish.eval import generate_chat
-from burnish.kvcache import KIVICache, KIVIConfig, KIVILayer, SQuatCache, SQuatConfig, SQuatLayer
+from burnish.kvcache import (
+    KIVICache,
+    KIVIConfig,
+    KIVILayer,
+    SQuatCache,
+    SQuatConfig,
+    SQuatLayer,
+    SQuatPreCache,
+    SQuatPreLayer,
+)
+from burnish.kvcache.rope import RopeFrame
 from burnish.models import load_model
 from burnish.models.zoo import resolve_model
 from burnish.tasks import get_task
@@ -26,13 +39,32 @@ STEPS = 13  # decode past three more chunk boundaries of every row
 LAYERS = {
     "kivi": (KIVILayer, KIVIConfig),
     "squat": (SQuatLayer, SQuatConfig),
+    "squat_pre": (SQuatPreLayer, SQuatConfig),
 }
+ROPE = RopeFrame(LlamaRotaryEmbedding(LlamaConfig(hidden_size=64, num_attention_heads=4)))  # d 16
 
 
 def _make_layer(kind: str) -> KIVILayer:
     layer_cls, config_cls = LAYERS[kind]
-    extra = {"rank": 4, "lam": 1.0} if kind == "squat" else {}
-    return layer_cls(config_cls(bits=2, group_size=G, residual_length=R, **extra))
+    extra = {"rank": 4, "lam": 1.0} if kind != "kivi" else {}
+    layer = layer_cls(config_cls(bits=2, group_size=G, residual_length=R, **extra))
+    if kind == "squat_pre":
+        layer.rope = ROPE
+    return layer
+
+
+def _at(positions: list[int] | torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """What a model passes to ``cache.update``: ``kwargs={"position_ids": [B, T]}``."""
+    pos = torch.as_tensor(positions)
+    return {"kwargs": {"position_ids": pos if pos.dim() == 2 else pos[:, None]}}
+
+
+def _padded_positions(lengths: tuple[int, ...]) -> torch.Tensor:
+    """``[B, T0]`` positions of a left-padded prefill, as ``generate`` computes them: the mask's
+    cumsum minus one (a row's own tokens at 0, 1, ...), padding clamped to 0."""
+    t0 = max(lengths)
+    mask = torch.arange(t0)[None, :] >= torch.tensor([t0 - n for n in lengths])[:, None]
+    return (mask.long().cumsum(1) - 1).clamp(min=0)
 
 
 def _row_inputs(seed: int, length: int) -> dict[str, torch.Tensor]:
@@ -78,20 +110,25 @@ def test_layer_state_same_alone_and_left_padded(kind: str) -> None:
     t0 = max(LENGTHS)
     pads = [t0 - n for n in LENGTHS]
     alone = [_make_layer(kind) for _ in rows]
-    for layer, x in zip(alone, rows, strict=True):
-        layer.update(x["k"], x["v"])
+    for layer, x, n in zip(alone, rows, LENGTHS, strict=True):
+        layer.update(x["k"], x["v"], **_at(torch.arange(n)[None]))
         layer.observe_prefill(x["q"], None)
     batched = _make_layer(kind)
-    batched.update(_left_pad([x["k"] for x in rows], t0), _left_pad([x["v"] for x in rows], t0))
+    batched.update(
+        _left_pad([x["k"] for x in rows], t0),
+        _left_pad([x["v"] for x in rows], t0),
+        **_at(_padded_positions(LENGTHS)),
+    )
     mask = torch.arange(t0)[None, :] >= torch.tensor(pads)[:, None]  # [B, T0]
     batched.observe_prefill(_left_pad([x["q"] for x in rows], t0), mask[:, None, None, :])
     for step in range(STEPS + 1):
         if step:
-            for layer, x in zip(alone, rows, strict=True):
-                layer.update(x["dk"][step - 1], x["dv"][step - 1])
+            for layer, x, n in zip(alone, rows, LENGTHS, strict=True):
+                layer.update(x["dk"][step - 1], x["dv"][step - 1], **_at([n + step - 1]))
             batched.update(
                 torch.cat([x["dk"][step - 1] for x in rows]),
                 torch.cat([x["dv"][step - 1] for x in rows]),
+                **_at([n + step - 1 for n in LENGTHS]),
             )
         keys, values = batched.full_keys(), batched.full_values()
         for i, (layer, pad) in enumerate(zip(alone, pads, strict=True)):
@@ -117,7 +154,11 @@ def test_reorder_and_select_keep_rows_at_their_own_frontiers(kind: str) -> None:
     rows = [_row_inputs(i, n) for i, n in enumerate(lengths)]
     t0 = max(lengths)
     layer = _make_layer(kind)
-    layer.update(_left_pad([x["k"] for x in rows], t0), _left_pad([x["v"] for x in rows], t0))
+    layer.update(
+        _left_pad([x["k"] for x in rows], t0),
+        _left_pad([x["v"] for x in rows], t0),
+        **_at(_padded_positions(lengths)),
+    )
     mask = torch.arange(t0)[None, :] >= torch.tensor([t0 - n for n in lengths])[:, None]
     layer.observe_prefill(_left_pad([x["q"] for x in rows], t0), mask[:, None, None, :])
     before = layer.full_keys()
@@ -128,13 +169,16 @@ def test_reorder_and_select_keep_rows_at_their_own_frontiers(kind: str) -> None:
     alone = []
     for i in kept:
         own = _make_layer(kind)
-        own.update(rows[i]["k"], rows[i]["v"])
+        own.update(rows[i]["k"], rows[i]["v"], **_at(torch.arange(lengths[i])[None]))
         own.observe_prefill(rows[i]["q"], None)
         alone.append(own)
     for step in range(steps):
-        layer.update(*(torch.cat([rows[i][key][step] for i in kept]) for key in ("dk", "dv")))
+        layer.update(
+            *(torch.cat([rows[i][key][step] for i in kept]) for key in ("dk", "dv")),
+            **_at([lengths[i] + step for i in kept]),
+        )
         for own, i in zip(alone, kept, strict=True):
-            own.update(rows[i]["dk"][step], rows[i]["dv"][step])
+            own.update(rows[i]["dk"][step], rows[i]["dv"][step], **_at([lengths[i] + step]))
         for b, (own, i) in enumerate(zip(alone, kept, strict=True)):
             assert torch.equal(layer.full_keys()[b, :, t0 - lengths[i] :], own.full_keys()[0])
             assert int(layer.chunks[b]) == int(own.chunks[0])
@@ -145,7 +189,7 @@ def zoo_base():
     return load_model(resolve_model("base"))
 
 
-@pytest.mark.parametrize("cache_cls", [KIVICache, SQuatCache])
+@pytest.mark.parametrize("cache_cls", [KIVICache, SQuatCache, SQuatPreCache])
 def test_generate_same_alone_and_left_padded(zoo_base, cache_cls) -> None:
     """``model.generate`` with the 2-bit cache (G = R = 4): each prompt's greedy output, and its
     layer-0 codes and statistics, are the same alone as in a left-padded batch of 8.

@@ -1,4 +1,5 @@
-"""KIVICache and SQuatCache inside model.generate: parity, padding, bytes, quantize-once, errors."""
+"""KIVI, SQuat and SQuat-pre caches inside model.generate: parity, padding, bytes,
+quantize-once, errors."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from burnish.kvcache import (
     KIVILayer,
     SQuatCache,
     SQuatLayer,
+    SQuatPreCache,
     build_kv_cache,
     disable_kv_attention,
     kv_attention,
@@ -26,7 +28,7 @@ from burnish.kvcache import kivi as kivi_mod
 from burnish.models import load_model
 from burnish.models.zoo import resolve_model
 
-CACHES = [KIVICache, SQuatCache]
+CACHES = [KIVICache, SQuatCache, SQuatPreCache]
 PROMPTS = ["chain 7+3*2-5", "chain 9*2", "chain 4-8+1*3"]
 
 
@@ -209,10 +211,12 @@ def test_bytes_match_theory(tiny_model, cache_cls) -> None:
         "residual": ((t - tk) + (t - tv)) * d * 4,
     }
     per_head["zero_points"] = per_head["scales"]
-    if cache_cls is SQuatCache:  # Q_hat [r, d] and one r x r weight per block boundary, fp32
+    if cache_cls is not KIVICache:  # Q_hat [r, d] and one r x r weight per block boundary, fp32
         rank, blocks = cache.config.rank, d // cache.config.block_size
         per_head["subspace"] = (rank * d + (blocks - 1) * rank * rank) * 4
     per_row = {"bookkeeping": 2 * 8}  # int64 left padding and chunk count (no padding mask)
+    if cache_cls is SQuatPreCache:  # and the int32 RoPE position of every slot
+        per_row["bookkeeping"] += 4 * t
     got = cache.nbytes()
     for key, value in per_head.items():
         assert got[key] == value * b * h * 2, key  # x 2 layers
@@ -282,14 +286,24 @@ def test_bad_options_raise_config_errors(tiny_model) -> None:
 
 
 def test_registry_and_attention_switch_are_reversible(tiny_model, tok) -> None:
-    """Every registered cache evaluates; the model's attention is restored afterwards."""
+    """Every registered cache generates from the registry; the model's attention is restored
+    afterwards. ``evaluate`` builds its caches without the model, which kivi and squat accept;
+    squat_pre needs the model's rotary embedding and says so."""
     model = tiny_model("llama")
-    assert sorted(KV_CACHES) == ["kivi", "squat"]
-    for name in KV_CACHES:
-        opts = {"bits": 4, "group_size": 4, "residual_length": 4}
+    assert sorted(KV_CACHES) == ["kivi", "squat", "squat_pre"]
+    opts = {"bits": 4, "group_size": 4, "residual_length": 4}
+    for name in ("kivi", "squat"):
         res = evaluate(model, tok, ["counting"], n_problems=3, kv_cache=name, kv_options=opts)
         assert (res["counting"].accuracy * 3).is_integer()  # k of the 3 problems right
         assert model.config._attn_implementation == "sdpa"
+    for name in KV_CACHES:
+        with build_kv_cache(name, model, **opts) as cache:
+            assert model.config._attn_implementation == "burnish_kv"
+            out = generate_chat(model, tok, PROMPTS, 16, cache=cache)
+        assert len(out) == len(PROMPTS) and cache.layers[0].key_q.codes.shape[-2] > 0
+        assert model.config._attn_implementation == "sdpa"
+    with pytest.raises(ConfigError, match="needs the model"):
+        build_kv_cache("squat_pre", None, **opts)
     with kv_attention(model):
         assert model.config._attn_implementation == "burnish_kv"
     assert model.config._attn_implementation == "sdpa"

@@ -35,7 +35,10 @@ def eval_command(
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16."),
     allow_pickle: bool = PICKLE_OPT,
     chat_template: Path | None = TEMPLATE_OPT,
-    kv_cache: str = typer.Option("none", help="KV cache: none | kivi | squat (quantized)."),
+    kv_cache: str = typer.Option(
+        "none",
+        help="KV cache: none | kivi | squat | squat_pre (quantized; squat_pre: keys before RoPE).",
+    ),
     kv_bits: int | None = typer.Option(None, help="Bits per cached key/value code (2 or 4)."),
     kv_group_size: int | None = typer.Option(None, help="G: tokens per key chunk / value group."),
     kv_residual: int | None = typer.Option(None, help="R: newest tokens kept in full precision."),

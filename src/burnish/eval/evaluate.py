@@ -54,11 +54,11 @@ def evaluate(
 ) -> dict[str, TaskResult]:
     """Evaluate ``model`` on the test split of each task (seeded, so runs are comparable).
 
-    ``kv_cache`` ("none", "kivi", "squat") decodes with a fresh quantized KV cache per batch,
-    built by :func:`burnish.kvcache.build_kv_cache` with ``kv_options`` (bits, group_size,
-    residual_length, rank, lam, block_size); the model's attention is switched to
-    ``burnish_kv`` for the run and restored afterwards. ``progress`` shows a bar over the
-    problems of all tasks.
+    ``kv_cache`` ("none" or a name in :data:`burnish.kvcache.KV_CACHES`) decodes with a fresh
+    quantized KV cache per batch, built by :func:`burnish.kvcache.build_kv_cache` with
+    ``kv_options`` (bits, group_size, residual_length, rank, lam, block_size); the model's
+    attention is switched to ``burnish_kv`` for the run and restored afterwards. ``progress``
+    shows a bar over the problems of all tasks.
     """
     for name, value in (("n_problems", n_problems), ("batch_size", batch_size)):
         if value < 1:
@@ -69,7 +69,8 @@ def evaluate(
     if quantized:
         from burnish.kvcache import build_kv_cache, kv_attention
 
-        build_kv_cache(kv_cache, None, **(kv_options or {}))  # validate options up front
+        # validate the options up front (and that the model suits the cache, e.g. has RoPE)
+        build_kv_cache(kv_cache, model, **(kv_options or {})).restore_attention()
     total = n_problems * len(tasks)
     with (
         kv_attention(model) if quantized else nullcontext(),
@@ -118,7 +119,7 @@ def _evaluate(
             if kv_cache is not None:
                 from burnish.kvcache import build_kv_cache
 
-                extra["cache"] = build_kv_cache(kv_cache, None, **kv_options)
+                extra["cache"] = build_kv_cache(kv_cache, model, **kv_options)
             outs = generate_chat(
                 model,
                 tokenizer,

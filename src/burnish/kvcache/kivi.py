@@ -325,6 +325,7 @@ class KIVILayer(CacheLayerMixin):
         rows_dev = rows.to(self.device)
         x = self.keys.index_select(0, rows_dev)  # [B', H, Tres, d]
         x = x.gather(2, idx[:, None, :, None].expand(b2, h, k * g, d))  # [B', H, kG, d]
+        x = self.prepare_chunk_keys(x, slots, rows)
         x = fill_padded_keys(x, self.slot_validity(slots, rows), g)
         q = self.quantize_keys(x.reshape(b2, h, k, g, d), rows)  # codes [B',H,k,G,p]
         pair_r, pair_j = (torch.arange(k)[None, :] < due[:, None]).nonzero(as_tuple=True)
@@ -352,6 +353,17 @@ class KIVILayer(CacheLayerMixin):
         self.value_q = _append(self.value_q, q.codes, q)
         self.values = self.values[..., n_values:, :].clone()
 
+    def prepare_chunk_keys(
+        self, keys: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor
+    ) -> torch.Tensor:
+        """The keys to quantize for residual keys ``[B', H, kG, d]`` at ``slots`` ``[B', kG]``
+        (CPU) of batch rows ``rows``: the keys as given (the pre-RoPE variant un-rotates them)."""
+        return keys
+
+    def stored_keys(self) -> torch.Tensor:
+        """Dequantized key chunks ``[B, H, C*G, d]`` in own coordinates, in the cache dtype."""
+        return quant.dequantize_per_channel(self.key_q, self.config.group_size, self.dtype)
+
     def quantize_keys(self, chunks: torch.Tensor, rows: torch.Tensor) -> quant.Quantized:
         """``[B', H, n, G, d]`` chunks of batch rows ``rows`` ``[B']`` -> codes
         ``[B', H, n, G, packed]``, stats ``[B', H, n, d]``."""
@@ -371,7 +383,7 @@ class KIVILayer(CacheLayerMixin):
     def full_keys(self) -> torch.Tensor:
         """All keys ``[B, H, T, d]`` in slot coordinates: codes below each row's frontier,
         the fp residual from it. Padded slots hold some stored key of the row (masked anyway)."""
-        deq = quant.dequantize_per_channel(self.key_q, self.config.group_size, self.dtype)
+        deq = self.stored_keys()
         stored = deq.shape[-2]  # C*G, own coordinates
         if stored == self.key_start and not bool(self.pad.any()):  # one frontier, no padding
             return torch.cat([deq, self.keys], dim=-2)
@@ -520,8 +532,12 @@ class QuantizedKVCache(Cache):
         self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor]:
         while len(self.layers) <= layer_idx:
-            self.layers.append(self.layer_class(self.config, len(self.layers)))
+            self.layers.append(self.make_layer(len(self.layers)))
         return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+    def make_layer(self, layer_idx: int) -> KIVILayer:
+        """A fresh layer ``layer_idx`` (created lazily, at its first update)."""
+        return self.layer_class(self.config, layer_idx)
 
     def nbytes(self) -> dict[str, int]:
         """Exact bytes held by all layers, by kind (see the layer's ``nbytes``) and ``total``."""
@@ -529,7 +545,7 @@ class QuantizedKVCache(Cache):
         for layer in self.layers:
             for k, v in layer.nbytes().items():
                 out[k] = out.get(k, 0) + v
-        return out or self.layer_class(self.config).nbytes()
+        return out or self.make_layer(0).nbytes()
 
 
 class KIVICache(QuantizedKVCache):

@@ -15,10 +15,15 @@ from transformers import PreTrainedModel
 from burnish.errors import ConfigError
 from burnish.kvcache.kivi import KIVICache, QuantizedKVCache
 from burnish.kvcache.squat import SQuatCache
+from burnish.kvcache.squat_pre import SQuatPreCache
 
 __all__ = ["KV_CACHES", "build_kv_cache", "cache_defaults", "list_kv_caches"]
 
-KV_CACHES: dict[str, type[QuantizedKVCache]] = {"kivi": KIVICache, "squat": SQuatCache}
+KV_CACHES: dict[str, type[QuantizedKVCache]] = {
+    "kivi": KIVICache,
+    "squat": SQuatCache,
+    "squat_pre": SQuatPreCache,
+}
 
 
 def list_kv_caches() -> list[str]:
@@ -45,7 +50,7 @@ def cache_defaults(name: str) -> dict[str, object]:
 def build_kv_cache(
     name: str, model: PreTrainedModel | None = None, **options: object
 ) -> QuantizedKVCache | None:
-    """A fresh cache ``name`` (``kivi``/``squat``; ``none``/None gives None) with ``options``.
+    """A fresh cache ``name`` (see :data:`KV_CACHES`; ``none``/None gives None) with ``options``.
 
     Options that are None are left at the config's default; an option the cache does not take
     (e.g. ``rank`` for ``kivi``) raises ConfigError.
