@@ -160,3 +160,28 @@ def test_sft_help_lists_every_config_field(cli) -> None:
     for field in SFTConfig.model_fields:
         assert f"{field}:" in out, field
     assert "max_tokens_per_step" in out
+
+
+def test_command_help_is_reflowed_prose() -> None:
+    """Typer keeps a docstring's line breaks; every command's help has one line per prose
+    paragraph (so the terminal wraps it once), and indented blocks are kept as written."""
+    from burnish.cli import _reflow, app
+
+    doc = """First line.
+
+    A paragraph broken
+    over two lines.
+
+      indented
+      block
+    """
+    assert (
+        _reflow(doc) == "First line.\n\nA paragraph broken over two lines.\n\n  indented\n  block"
+    )
+    groups = [app, *(g.typer_instance for g in app.registered_groups)]
+    infos = [i for g in groups for i in g.registered_commands]
+    assert len(infos) >= 15
+    for info in infos:
+        for para in (info.help or "").split("\n\n"):
+            if not any(line.startswith((" ", "-", "$")) for line in para.splitlines()):
+                assert "\n" not in para, (info.name, para)

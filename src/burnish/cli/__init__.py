@@ -15,6 +15,7 @@ command modules import their heavy dependencies inside the command functions.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -121,6 +122,27 @@ def _register() -> None:
     app.command("scale")(interruptible(scale.scale_command, scale.kept))
     app.command("eval")(interruptible(evaluate.eval_command, evaluate.kept))
     app.command("quickstart")(interruptible(quickstart.quickstart_command, quickstart.kept))
+    _reflow_help(app)
+
+
+def _reflow(doc: str) -> str:
+    """``doc`` with each prose paragraph on one line (typer keeps a docstring's line breaks,
+    which the terminal then wraps a second time); indented or bulleted paragraphs stay."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    keep = ("-", " ", "$", "\b")
+    return "\n\n".join(
+        p if any(line.startswith(keep) for line in p.splitlines()) else " ".join(p.split())
+        for p in paragraphs
+    )
+
+
+def _reflow_help(group: typer.Typer) -> None:
+    """Give every command of ``group`` (and its sub-groups) its docstring reflowed as help."""
+    for info in group.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            info.help = _reflow(info.callback.__doc__)
+    for sub in group.registered_groups:
+        _reflow_help(sub.typer_instance)
 
 
 _register()

@@ -43,8 +43,10 @@ def continual_command(
     progress: bool = typer.Option(True, help="Show progress bars (training, evaluation)."),
     chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
-    """Train the tasks in order, re-decomposing after each (the frozen share grows), and
-    evaluate every task after every stage. Writes matrix.json and the heatmap matrix.png.
+    """Continual learning: train the tasks in order, evaluating every task after every stage.
+
+    Re-decomposes after each stage (the frozen share grows). Writes matrix.json and the
+    heatmap matrix.png.
 
     Each stage trains on SAMPLES fresh examples for one epoch (ceil(SAMPLES / batch) optimizer
     steps, batch = effective_batch_size) unless --set max_steps=N says otherwise."""

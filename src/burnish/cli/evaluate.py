@@ -47,8 +47,10 @@ def eval_command(
     squat_block_size: int | None = typer.Option(None, help="SQuat: channels per correction block."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Greedy (or sampled) generation on each task's test split, exact-match scored; with
-    --perplexity, next-token perplexity on the held-out split of the pydoc corpus.
+    """Evaluate: exact-match accuracy on task test splits, and/or perplexity on real text.
+
+    Tasks: greedy (or sampled) generation on each task's test split, exact-match scored.
+    --perplexity: next-token perplexity on the held-out split of the pydoc corpus.
 
     Quantized-cache options left unset take the cache's own defaults (see
     burnish.kvcache.KIVIConfig and SQuatConfig)."""

@@ -84,8 +84,10 @@ def aim_stats_command(
     overwrite: bool = typer.Option(False, help="Recompute and replace an existing OUTPUT."),
     chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
-    """Precompute AIM statistics (mean |input activation| per channel of every linear layer
-    and norm of MODEL) for use as ``aim: {stats: FILE}``."""
+    """Precompute AIM statistics of MODEL for use as ``aim: {stats: FILE}``.
+
+    The statistics are the mean |input activation| per channel of every linear layer and
+    norm."""
     from burnish.io import check_output_file
     from burnish.merge import compute_or_load_stats
     from burnish.models.zoo import resolve_model

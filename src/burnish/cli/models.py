@@ -23,8 +23,10 @@ def import_command(
     ),
     overwrite: bool = typer.Option(False, help="Replace an existing OUTPUT folder."),
 ) -> None:
-    """Write a GGUF checkpoint as a plain HF directory (fp32 safetensors, config, tokenizer,
-    chat template, generation config, card with the source's SHA-256 and licence).
+    """Import a GGUF checkpoint (a file or a known name) as a plain HF directory.
+
+    The directory holds fp32 safetensors, config, tokenizer, chat template, generation config
+    and a card with the source's SHA-256 and licence.
 
     Any command also accepts the .gguf path or the known name directly (imported once)."""
     from burnish.models.gguf import import_gguf

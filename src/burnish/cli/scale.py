@@ -83,9 +83,10 @@ def scale_command(
     allow_pickle: bool = PICKLE_OPT,
     chat_template: Path | None = TEMPLATE_OPT,
 ) -> None:
-    """Search each problem with ALGO and BUDGET; write one JSONL row per problem (resumable)
-    and OUTPUT.summary.json. A search option not given takes the default shown (from
-    burnish.scaling.settings.SearchSettings)."""
+    """Inference-time scaling: search each problem with ALGO and BUDGET (resumable).
+
+    Writes one JSONL row per problem and OUTPUT.summary.json. A search option not given takes
+    the default shown (from burnish.scaling.settings.SearchSettings)."""
     from burnish.config import parse_overrides
     from burnish.scaling.run import run_search
 
