@@ -65,3 +65,31 @@ def test_cli_perplexity_of_the_real_model(smollm2: Path, tmp_path: Path) -> None
     assert rc == 0
     ppl = json.loads(out.read_text())["perplexity"]
     assert ppl["tokens"] > 200 and 2 < ppl["perplexity"] < 60  # real text, a real model
+
+
+def test_blocks_start_with_the_tokenizers_bos_prefix() -> None:
+    """A tokenizer that adds a BOS token by default gets it at the head of every block (once,
+    also where a text already starts with it); one that adds none gets plain cuts."""
+    from burnish.data.corpus import cut_blocks, special_prefix
+
+    class Bos:
+        def __call__(self, text: str, add_special_tokens: bool = True, **kw: object) -> dict:
+            ids = [ord(c) for c in text]
+            return {"input_ids": ([2] if add_special_tokens else []) + ids}
+
+    assert special_prefix(Bos()) == [2]
+    texts = [list(range(10, 17)), [2, 30, 31, 32]]
+    assert cut_blocks(texts, 4, [2]) == [[2, 10, 11, 12], [2, 13, 14, 15], [2, 16], [2, 30, 31, 32]]
+    assert cut_blocks(texts, 4, [], max_blocks=3) == [
+        [10, 11, 12, 13],
+        [14, 15, 16],
+        [2, 30, 31, 32],
+    ]
+    with pytest.raises(DataError, match="block_size must be at least 3"):
+        cut_blocks(texts, 2, [2])
+
+
+def test_zoo_tokenizer_has_no_prefix(tok) -> None:
+    from burnish.data.corpus import special_prefix
+
+    assert special_prefix(tok) == []

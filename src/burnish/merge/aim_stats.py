@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from burnish.data.corpus import CORPORA, corpus_texts
+from burnish.data.corpus import CORPORA, corpus_texts, cut_blocks, special_prefix
 from burnish.errors import DataError, ModelLoadError
 from burnish.io import atomic_file, read_jsonl
 from burnish.merge.lazy import LazyCheckpoint
@@ -82,15 +82,13 @@ def _row_text(row: dict, path: Path, lineno: int, tok: PreTrainedTokenizerBase) 
 def calibration_blocks(
     data: str | None, tok: PreTrainedTokenizerBase, block_size: int = 512, max_texts: int = 256
 ) -> list[list[int]]:
-    """Token-id blocks of at most ``block_size`` (long texts are cut into several), at most
+    """Token-id blocks of at most ``block_size`` (long texts are cut into several, each block
+    led by the tokenizer's BOS-like prefix, as the model saw text in training), at most
     ``max_texts`` of them."""
-    blocks: list[list[int]] = []
-    for text in _texts(data, tok):
-        ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
-        blocks += [ids[i : i + block_size] for i in range(0, len(ids), block_size)]
-        if len(blocks) >= max_texts:
-            break
-    blocks = [b for b in blocks[:max_texts] if b]
+    texts = (
+        tok(t, add_special_tokens=False, verbose=False)["input_ids"] for t in _texts(data, tok)
+    )
+    blocks = cut_blocks(texts, block_size, special_prefix(tok), max_texts, min_tokens=1)
     if not blocks:
         raise DataError(f"{data}: calibration data holds no tokens")
     return blocks
