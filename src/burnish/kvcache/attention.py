@@ -36,6 +36,7 @@ __all__ = [
     "ATTENTION_NAME",
     "disable_kv_attention",
     "enable_kv_attention",
+    "hand_over",
     "kv_attention",
     "offer_prefill",
     "register_kv_attention",
@@ -63,6 +64,18 @@ def _take(layer_idx: int | None) -> PrefillObserver | None:
     return pending[1]()
 
 
+def hand_over(
+    layer_idx: int | None, query: torch.Tensor, attention_mask: torch.Tensor | None
+) -> bool:
+    """Give the prefill's queries ``[B, n_heads, T, d]`` and mask to the cache layer that asked
+    for them (what ``burnish_kv`` does before attending; also used to replay a recorded
+    prefill, see :mod:`burnish.kvcache.replay`). Returns whether a layer was waiting."""
+    layer = _take(layer_idx)
+    if layer is not None:
+        layer.observe_prefill(query, attention_mask)
+    return layer is not None
+
+
 def burnish_kv_attention(
     module: torch.nn.Module,
     query: torch.Tensor,
@@ -72,9 +85,7 @@ def burnish_kv_attention(
     **kwargs: object,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """sdpa attention that first hands a pending prefill's queries to its cache layer."""
-    layer = _take(getattr(module, "layer_idx", None))
-    if layer is not None:
-        layer.observe_prefill(query, attention_mask)
+    hand_over(getattr(module, "layer_idx", None), query, attention_mask)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
