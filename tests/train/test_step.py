@@ -11,7 +11,13 @@ import torch
 
 from burnish.data import collate_packed, plan_minibatches, tokenize_conversation
 from burnish.train.distributed import DistInfo, shard_by_tokens
-from burnish.train.step import lr_lambda, token_loss_sum, train_step
+from burnish.train.step import (
+    _split_head,
+    build_optimizer,
+    lr_lambda,
+    token_loss_sum,
+    train_step,
+)
 
 # (prompt, answer): very different lengths and label counts (answer chars + 1 <|end|>).
 PAIRS = [
@@ -159,3 +165,61 @@ def test_shard_by_tokens_balances_and_covers() -> None:
         assert shards == shard_by_tokens(list(reversed(batch)), lengths, world)  # deterministic
     # Fewer samples than ranks: some ranks get nothing, none is duplicated.
     assert sorted(map(len, shard_by_tokens([5, 6], lengths, 4))) == [0, 0, 1, 1]
+
+
+def _full_logits_loss(model, batch) -> torch.Tensor:
+    """The reference: every position through the model's own forward, CE over the labels."""
+    logits = model(
+        input_ids=batch.input_ids,
+        position_ids=batch.position_ids,
+        attention_mask=batch.attention_mask,
+        use_cache=False,
+    ).logits
+    return torch.nn.functional.cross_entropy(
+        logits.float().flatten(0, 1), batch.shift_labels.flatten(), reduction="sum"
+    )
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_head_on_label_positions_only_gives_the_same_loss_and_gradients(
+    tiny_model, data, tied
+) -> None:
+    ids, labels = data
+    batch = collate_packed([[0, 1, 2], [3, 4], [5, 6, 7]], ids, labels, 0)
+    assert batch.loss_tokens < batch.input_ids.numel() / 2  # most positions carry no label
+    fast = tiny_model("llama", tie_word_embeddings=tied)
+    assert _split_head(fast) is not None  # the label-only path is taken
+    ref = copy.deepcopy(fast)
+    loss = token_loss_sum(fast, batch)
+    expected = _full_logits_loss(ref, batch)
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-5)
+    loss.backward()
+    expected.backward()
+    for (name, p), q in zip(fast.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_transformed_logits_take_the_models_own_forward(tiny_model, data) -> None:
+    """A config that scales or soft-caps logits keeps the plain path (and its loss)."""
+    ids, labels = data
+    batch = collate_packed([[0, 1]], ids, labels, 0)
+    model = tiny_model("llama")
+    model.config.final_logit_softcapping = 30.0
+    assert _split_head(model) is None
+    torch.testing.assert_close(token_loss_sum(model, batch), _full_logits_loss(model, batch))
+
+
+def test_build_optimizer_is_fused_on_cpu_and_matches_the_loop(tiny_model, data) -> None:
+    ids, labels = data
+    batch = collate_packed([[0, 1, 2, 3]], ids, labels, 0)
+    fused_model, loop_model = tiny_model("llama"), tiny_model("llama")
+    fused = build_optimizer(list(fused_model.parameters()), 1e-2, (0.9, 0.95), 0.1)
+    assert fused.defaults["fused"]
+    loop = torch.optim.AdamW(
+        loop_model.parameters(), lr=1e-2, betas=(0.9, 0.95), weight_decay=0.1, foreach=False
+    )
+    for _ in range(3):
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            train_step(model, opt, [batch], batch.loss_tokens, 1.0, DistInfo())
+    for p, q in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

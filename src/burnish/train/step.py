@@ -28,27 +28,87 @@ __all__ = [
 ]
 
 
+# Config fields with which a causal LM's forward changes the LM head's output (scaling or
+# soft-capping logits); a model that sets any of them takes the plain path through its forward.
+_LOGIT_TRANSFORMS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "logits_scaling",
+    "output_multiplier",
+    "lm_head_multiplier",
+)
+
+
+def _is_sharded(model: nn.Module) -> bool:
+    return any(type(p).__name__ == "DTensor" for p in model.parameters())
+
+
+def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """(backbone, head) when ``model(...).logits == head(backbone(...).last_hidden_state)``.
+
+    None where that is not known to hold: logits transformed by the config, a head with a
+    custom forward, no base model, or FSDP-sharded parameters (its hooks sit on the root's
+    forward, which the split would bypass).
+    """
+    cfg = getattr(model, "config", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    backbone = getattr(model, "base_model", None)
+    if cfg is None or get_head is None or backbone is None or backbone is model:
+        return None
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    if any(getattr(text_cfg, k, None) not in (None, 1.0) for k in _LOGIT_TRANSFORMS):
+        return None
+    head = get_head()
+    if type(head) is not nn.Linear or _is_sharded(model):
+        return None
+    return backbone, head
+
+
 def token_loss_sum(model: nn.Module, batch: PackedBatch) -> torch.Tensor:
-    """Summed next-token cross-entropy over the batch's loss tokens (fp32 logits)."""
-    logits = model(
-        input_ids=batch.input_ids,
-        position_ids=batch.position_ids,
-        attention_mask=batch.attention_mask,
-        use_cache=False,
-    ).logits  # [R, L, V]
-    return F.cross_entropy(
-        logits.float().flatten(0, 1),
-        batch.shift_labels.flatten(),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
+    """Summed next-token cross-entropy over the batch's loss tokens (fp32 logits).
+
+    Where the model is a backbone followed by a plain linear head, the head runs only on the
+    N positions that carry a label ([N, C] -> [N, V]) instead of all R * L positions: the
+    same loss to rounding, without the [R, L, V] logits (the head of a 49k vocabulary is a
+    fifth of a small model's FLOPs, and most positions of chat data are prompt tokens).
+    """
+    inputs = {
+        "input_ids": batch.input_ids,
+        "position_ids": batch.position_ids,
+        "attention_mask": batch.attention_mask,
+        "use_cache": False,
+    }
+    split = _split_head(model)
+    if split is None:
+        logits = model(**inputs).logits  # [R, L, V]
+        return F.cross_entropy(
+            logits.float().flatten(0, 1),
+            batch.shift_labels.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+    backbone, head = split
+    hidden = backbone(**inputs).last_hidden_state  # [R, L, C]
+    keep = batch.shift_labels != IGNORE_INDEX  # [R, L]
+    logits = head(hidden[keep])  # [N, V]
+    return F.cross_entropy(logits.float(), batch.shift_labels[keep], reduction="sum")
 
 
 def build_optimizer(
     params: list[nn.Parameter], lr: float, betas: tuple[float, float], weight_decay: float
 ) -> torch.optim.AdamW:
-    """AdamW; decoupled weight decay (0 by default, as in the SFT study)."""
-    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    """AdamW; decoupled weight decay (0 by default, as in the SFT study).
+
+    Uses the fused kernel (one pass over each parameter's state, the same update to rounding)
+    where torch has it: plain (unsharded) floating-point parameters on CPU or CUDA.
+    """
+    fused = bool(params) and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() and type(p).__name__ != "DTensor"
+        for p in params
+    )
+    return torch.optim.AdamW(
+        params, lr=lr, betas=betas, weight_decay=weight_decay, fused=fused or None
+    )
 
 
 def lr_lambda(kind: str, warmup: int, total: int) -> Callable[[int], float]:
