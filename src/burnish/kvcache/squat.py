@@ -51,6 +51,7 @@ from burnish.kvcache import quant
 from burnish.kvcache.kivi import KIVIConfig, KIVILayer, QuantizedKVCache, prefill_validity
 
 __all__ = [
+    "LAM_SCALES",
     "SQuatCache",
     "SQuatConfig",
     "SQuatLayer",
@@ -63,14 +64,33 @@ __all__ = [
 ]
 
 
-def query_subspace(queries: torch.Tensor, rank: int) -> torch.Tensor:
+LAM_SCALES = ("moment", "residual")
+
+
+def query_subspace(queries: torch.Tensor, rank: int, scale: str = "moment") -> torch.Tensor:
     """``Q_hat = S_r V_r^T / sqrt(N)`` from stacked queries ``[..., N, d]``; returns
-    ``[..., r', d]`` with ``r' = min(rank, N, d)``; computed in float32."""
+    ``[..., r', d]`` with ``r' = min(rank, N, d)``; computed in float32.
+
+    ``scale="residual"`` further divides by ``sqrt(c)``, ``c`` = the mean second-moment
+    eigenvalue outside the top r (``sum_{i > r} s_i^2 / (N (d - r))``; the mean over all d
+    when r = d), so ``Q_hat^T Q_hat = M_r / c`` (``M_r``: the top-r part of the second moment
+    ``M = Q^T Q / N``). Then ``|e|^2 + lam |Q_hat e|^2`` at ``lam = 1`` is ``e^T (c I + M_r) e
+    / c``: the expected squared logit error ``e^T M e`` with the queries' energy outside the
+    subspace taken as isotropic, in the same units for every layer and head, whatever their
+    query norms.
+    """
+    if scale not in LAM_SCALES:
+        raise ConfigError(f"unknown squat lam_scale {scale!r}; choose {', '.join(LAM_SCALES)}")
     q = queries.float()
-    n = q.shape[-2]
+    n, d = q.shape[-2], q.shape[-1]
     _, s, vh = torch.linalg.svd(q, full_matrices=False)  # s [..., k], vh [..., k, d]
     r = min(rank, s.shape[-1])
-    return s[..., :r, None] * vh[..., :r, :] / math.sqrt(max(n, 1))
+    q_hat = s[..., :r, None] * vh[..., :r, :] / math.sqrt(max(n, 1))
+    if scale == "moment":
+        return q_hat
+    s2 = s.square() / max(n, 1)  # [..., k]: second-moment eigenvalues (the rest are 0)
+    rest = s2[..., r:].sum(-1) / (d - r) if r < d else s2.sum(-1) / d  # [...]
+    return q_hat / rest.clamp_min(1e-12).sqrt()[..., None, None]
 
 
 def weight_matrix(q_hat: torch.Tensor, lam: float) -> torch.Tensor:
@@ -168,11 +188,16 @@ class SQuatConfig(KIVIConfig):
             measured on the zoo models (head dim 32, nearly isotropic queries, second-moment
             eigenvalues ~2-6); lambda = 10 there doubled the key error and was worse than KIVI.
         block_size: channels quantized together before each correction.
+        lam_scale: what ``lam`` is relative to (:func:`query_subspace`): ``"moment"`` (the
+            queries' second moment, so the useful lam depends on the model's query norms) or
+            ``"residual"`` (the mean second-moment eigenvalue outside the top r, per layer and
+            head: ``lam = 1`` then weighs the error as the queries' logits would).
     """
 
     rank: int = 8
     lam: float = 0.1
     block_size: int = 4
+    lam_scale: str = "moment"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -183,6 +208,10 @@ class SQuatConfig(KIVIConfig):
         if not isinstance(self.block_size, int) or self.block_size < 1:
             raise ConfigError(
                 f"squat block_size must be a positive integer, got {self.block_size!r}"
+            )
+        if self.lam_scale not in LAM_SCALES:
+            raise ConfigError(
+                f"squat lam_scale must be one of {', '.join(LAM_SCALES)}, got {self.lam_scale!r}"
             )
 
     def check_head_dim(self, head_dim: int) -> None:
@@ -223,7 +252,8 @@ class SQuatLayer(KIVILayer):
         for i in range(b):
             rows = q[i] if self.valid is None else q[i][:, :, self.valid[i]]  # [H, g, Tv, d]
             if rows.shape[-2]:
-                qh = query_subspace(rows.reshape(h, -1, d), r)  # [H, r', d]
+                stacked = rows.reshape(h, -1, d)  # [H, g*Tv, d]
+                qh = query_subspace(stacked, r, self.config.lam_scale)  # [H, r', d]
                 self.q_hat[i, :, : qh.shape[-2]] = qh
         self.weights = subspace_weights(self.q_hat, self.config.lam, self.blocks)
         self.finish_prefill()
