@@ -26,8 +26,8 @@ The maths, as pure functions:
    explicit ``C_j``; the update also costs ``O(G r d)`` per block instead of ``O(G e (d - e))``.
    Both are precomputed once per row and head at the prefill; no iterations.
 
-Keys are quantized after RoPE (what the cache receives). The paper's better pre-RoPE variant
-is not implemented: the cache never sees the rotary angles without patching the model.
+Keys are quantized after RoPE (what the cache receives); the paper's pre-RoPE variant is
+:mod:`burnish.kvcache.squat_pre`.
 Scales and zero points of a block are taken per channel over the G tokens of the chunk after
 the shifts from earlier blocks, so a shifted key never leaves its own block's range.
 
