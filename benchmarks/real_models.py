@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from burnish.io import atomic_write_text
+
 OUT = Path(__file__).parent / "results"
 
 
@@ -93,14 +95,40 @@ def _perplexity(out_json: Path) -> float | None:
     return round(json.loads(out_json.read_text())["perplexity"]["perplexity"], 3)
 
 
+def _sets(**config: object) -> list[str]:
+    """``--set KEY=VALUE`` for each training config override."""
+    return [arg for k, v in config.items() for arg in ("--set", f"{k}={v}")]
+
+
+# Short runs: enough steps to time a step and read its peak memory, no checkpoints.
+_TRAIN = {"max_seq_len": 256, "save_state": "false", "save_epoch_end": "false", "lr": "1e-5"}
+
+
+def _ppl_args(blocks: int) -> list[str]:
+    """``burnish eval`` options for held-out perplexity over ``blocks`` blocks of 512 tokens."""
+    return ["--perplexity", "--ppl-blocks", str(blocks), "--ppl-block-size", "512", "--no-progress"]
+
+
+def import_and_perplexity(
+    known: str, model_dir: Path, prefix: str, blocks: int, work: Path, log: list[dict]
+) -> float | None:
+    """Import the known model ``known`` to ``model_dir``, then its held-out perplexity."""
+    run(f"{prefix}import", ["models", "import", known, "-o", str(model_dir)], work, log)
+    out = f"ppl-{model_dir.name}.json"
+    run(
+        f"{prefix}eval --perplexity",
+        ["eval", str(model_dir), *_ppl_args(blocks), "-o", out],
+        work,
+        log,
+    )
+    return _perplexity(work / out)
+
+
 def smollm2_steps(work: Path, log: list[dict]) -> dict:
     """Import, perplexity, SFT, OSFT, merge + AIM, scale on SmolLM2-135M-Instruct."""
     m = work / "smollm2"
     res: dict = {}
-    run("import", ["models", "import", "smollm2-135m-instruct", "-o", str(m)], work, log)
-    ppl = ["--perplexity", "--ppl-blocks", "32", "--ppl-block-size", "512", "--no-progress"]
-    run("eval --perplexity", ["eval", str(m), *ppl, "-o", "ppl.json"], work, log)
-    res["perplexity"] = _perplexity(work / "ppl.json")
+    res["perplexity"] = import_and_perplexity("smollm2-135m-instruct", m, "", 32, work, log)
     for task in ("addition", "sorting"):
         run(
             f"data {task}",
@@ -108,20 +136,8 @@ def smollm2_steps(work: Path, log: list[dict]) -> dict:
             work,
             log,
         )
-    common = [
-        "--set",
-        "max_steps=8",
-        "--set",
-        "effective_batch_size=16",
-        "--set",
-        "max_seq_len=256",
-        "--set",
-        "save_state=false",
-        "--set",
-        "save_epoch_end=false",
-        "--set",
-        "lr=1e-5",
-    ]
+    short = {**_TRAIN, "max_steps": 8, "effective_batch_size": 16}
+    common = _sets(**short)
     for task in ("addition", "sorting"):
         run(
             f"sft {task}",
@@ -140,11 +156,7 @@ def smollm2_steps(work: Path, log: list[dict]) -> dict:
             "addition.jsonl",
             "-o",
             "osft",
-            *common,
-            "--set",
-            "lr=1e-4",
-            "--set",
-            "unfreeze_rank_ratio=0.3",
+            *_sets(**{**short, "lr": "1e-4", "unfreeze_rank_ratio": 0.3}),
         ],
         work,
         log,
@@ -159,7 +171,7 @@ def smollm2_steps(work: Path, log: list[dict]) -> dict:
         "aim: {omega: 0.4, data: pydoc, max_texts: 32, block_size: 256}\n"
     )
     run("merge ties + aim", ["merge", "merge.yaml", "merged", "--no-progress"], work, log)
-    run("eval merged", ["eval", "merged", *ppl, "-o", "ppl-merged.json"], work, log)
+    run("eval merged", ["eval", "merged", *_ppl_args(32), "-o", "ppl-merged.json"], work, log)
     res["merged_perplexity"] = _perplexity(work / "ppl-merged.json")
     for cache in ("none", "squat_pre"):
         kv = ["--kv-cache", cache, "--kv-bits", "2", "--n", "32", "--no-progress"]
@@ -197,10 +209,7 @@ def gemma_steps(work: Path, log: list[dict]) -> dict:
     """Gemma-3-270m: a second family (sliding-window layers, a 262k vocabulary)."""
     g = work / "gemma"
     res: dict = {}
-    run("gemma import", ["models", "import", "gemma-3-270m", "-o", str(g)], work, log)
-    ppl = ["--perplexity", "--ppl-blocks", "16", "--ppl-block-size", "512", "--no-progress"]
-    run("gemma eval --perplexity", ["eval", str(g), *ppl, "-o", "ppl-gemma.json"], work, log)
-    res["perplexity"] = _perplexity(work / "ppl-gemma.json")
+    res["perplexity"] = import_and_perplexity("gemma-3-270m", g, "gemma ", 16, work, log)
     template = work / "gemma-turns.jinja"  # Gemma-3-270m is a base model: a template to train
     template.write_text(
         "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}"
@@ -217,18 +226,7 @@ def gemma_steps(work: Path, log: list[dict]) -> dict:
         "sft-gemma",
         "--chat-template",
         str(template),
-        "--set",
-        "max_steps=5",
-        "--set",
-        "effective_batch_size=8",
-        "--set",
-        "max_seq_len=256",
-        "--set",
-        "save_state=false",
-        "--set",
-        "save_epoch_end=false",
-        "--set",
-        "lr=1e-5",
+        *_sets(**{**_TRAIN, "max_steps": 5, "effective_batch_size": 8}),
     ]
     run("gemma sft", sft, work, log)
     if (work / "sft-gemma" / "metrics.jsonl").is_file():
@@ -323,12 +321,6 @@ def plot(doc: dict, path: Path) -> None:
     fig.savefig(path)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--work", type=Path, default=None, help="working folder (default: temporary)")
@@ -354,7 +346,7 @@ def main() -> None:
     doc["kv"] = fold_kv(args.out / "kvcache_real.json")
     doc["sft_throughput"] = fold_sft(args.out / "sft_real.json")
     args.out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(target, json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(target, json.dumps(doc, indent=2) + "\n")
     plot(doc, args.out / "real_models.png")
     print(json.dumps({k: v for k, v in doc.items() if k != "steps"}, indent=2))
 
