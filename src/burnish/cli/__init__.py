@@ -104,6 +104,7 @@ def _register() -> None:
         models,
         quickstart,
         scale,
+        serve,
         sft,
         tasks,
         zoo,
@@ -121,6 +122,7 @@ def _register() -> None:
     app.command("aim-apply")(interruptible(merge.aim_apply_command, merge.kept_merge))
     app.command("scale")(interruptible(scale.scale_command, scale.kept))
     app.command("eval")(interruptible(evaluate.eval_command, evaluate.kept))
+    app.command("serve")(interruptible(serve.serve_command, serve.kept))
     app.command("quickstart")(interruptible(quickstart.quickstart_command, quickstart.kept))
     _reflow_help(app)
 

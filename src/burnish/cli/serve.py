@@ -1,0 +1,106 @@
+"""``burnish serve``: the OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT
+from burnish.serve.limits import ServeLimits
+
+__all__ = ["kept", "serve_command"]
+
+_LIMITS = ServeLimits()
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def kept(**_: object) -> str:
+    return "the server stopped (requests in flight were drained up to --drain-timeout)"
+
+
+def serve_command(
+    model: str = typer.Argument(..., help="Model directory, zoo name, .gguf file or known name."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port (0: any free port)."),
+    served_model_name: str | None = typer.Option(
+        None, help="The model name clients send (default: MODEL as given)."
+    ),
+    api_key: str | None = typer.Option(
+        None,
+        envvar="BURNISH_API_KEY",
+        help="Require 'Authorization: Bearer KEY' on /v1/* (env BURNISH_API_KEY).",
+    ),
+    kv_cache: str = typer.Option(
+        "none", help="KV cache every request decodes with: none | kivi | squat | squat_pre."
+    ),
+    kv_bits: int = typer.Option(2, help="Bits per cached key/value code (2 or 4)."),
+    max_tokens_cap: int = typer.Option(_LIMITS.max_tokens, help="Largest max_tokens accepted."),
+    max_n: int = typer.Option(_LIMITS.max_n, help="Largest n accepted."),
+    max_prompt_tokens: int | None = typer.Option(
+        None, help="Longest prompt accepted, in tokens (default: the model's context)."
+    ),
+    max_body_bytes: int = typer.Option(_LIMITS.max_body_bytes, help="Largest request body."),
+    max_queue: int = typer.Option(_LIMITS.max_queue, help="Requests waiting at most (429)."),
+    max_batch: int = typer.Option(_LIMITS.max_batch, help="Choices decoded together at most."),
+    request_timeout: float = typer.Option(
+        _LIMITS.request_timeout, help="Seconds a request may run before it is cancelled (503)."
+    ),
+    drain_timeout: float = typer.Option(
+        30.0, help="On SIGTERM / Ctrl-C: seconds to let requests in flight finish."
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
+    dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16."),
+    allow_pickle: bool = PICKLE_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve MODEL with the OpenAI API (as vLLM serves it): /v1/models, /v1/completions,
+    /v1/chat/completions, /health and /metrics (Prometheus).
+
+    Concurrent requests share decode steps (continuous batching). The server binds 127.0.0.1
+    unless told otherwise with --host. SIGTERM stops accepting connections and lets requests in
+    flight finish for up to --drain-timeout seconds."""
+    import uvicorn
+
+    from burnish.models import load_model
+    from burnish.models.zoo import resolve_model
+    from burnish.serve import ServeEngine, build_app
+
+    limits = ServeLimits(
+        max_tokens=max_tokens_cap,
+        max_n=max_n,
+        max_prompt_tokens=max_prompt_tokens,
+        max_body_bytes=max_body_bytes,
+        max_queue=max_queue,
+        max_batch=max_batch,
+        request_timeout=request_timeout,
+    )
+    if host not in _LOOPBACK:
+        typer.echo(
+            f"warning: binding {host}: the server is reachable from other machines"
+            + ("" if api_key else " and has no --api-key"),
+            err=True,
+        )
+    model_obj, tok = load_model(
+        resolve_model(model),
+        dtype=dtype,
+        device=device,
+        allow_pickle=allow_pickle,
+        chat_template=chat_template,
+    )
+    engine = ServeEngine(
+        model_obj, tok, kv_cache, kv_bits, max_batch=limits.max_batch, max_queue=limits.max_queue
+    )
+    name = served_model_name or model
+    app = build_app(engine, tok, name, limits, api_key or os.environ.get("BURNISH_API_KEY"))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=drain_timeout,
+    )
+    typer.echo(f"serving {name} (kv cache {kv_cache}) on http://{host}:{port}", err=True)
+    uvicorn.Server(config).run()

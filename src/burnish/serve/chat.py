@@ -1,0 +1,163 @@
+"""``POST /v1/chat/completions``: the model's chat template, streamed or not, with logprobs
+(``logprobs`` + ``top_logprobs``) and vLLM's ``prompt_logprobs`` extra."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from burnish.errors import BurnishError
+from burnish.models.io import chat_text
+from burnish.serve.engine import Delta, SamplingParams, TokenInfo
+from burnish.serve.protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunk,
+    ChatChunkChoice,
+    ChatCompletionRequest,
+    ChatLogprobs,
+    ChatResponse,
+    DeltaMessage,
+    PromptLogprob,
+    TokenLogprob,
+    TopLogprob,
+    UsageInfo,
+    new_id,
+)
+from burnish.serve.serving import APIError, ChoiceResult, Serving, sse
+
+__all__ = ["ChatServing"]
+
+
+class ChatServing(Serving):
+    def encode(self, req: ChatCompletionRequest) -> list[int]:
+        try:
+            text = chat_text(self.tokenizer, req.chat(), req.add_generation_prompt)
+        except BurnishError as e:
+            raise APIError(400, str(e), "messages") from None
+        except Exception as e:  # the template itself refused the messages (jinja errors)
+            msg = f"the chat template failed on these messages: {e}"
+            raise APIError(400, msg, "messages") from None
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def params(self, req: ChatCompletionRequest, prompt: list[int]) -> SamplingParams:
+        if req.top_logprobs is not None and not req.logprobs:
+            raise APIError(400, "top_logprobs needs logprobs: true", "top_logprobs")
+        max_tokens = self.check_request(prompt, req.token_limit(), req.n)
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            n=req.n,
+            stop=tuple(req.stop_list()),
+            seed=req.seed,
+            logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+            prompt_logprobs=req.prompt_logprobs,
+            ignore_eos=req.ignore_eos,
+        )
+
+    def start(self, req: ChatCompletionRequest) -> tuple[list[int], list]:
+        self.check_model(req.model)
+        prompt = self.encode(req)
+        return prompt, self.submit([prompt], [self.params(req, prompt)])
+
+    async def complete(self, req: ChatCompletionRequest, disconnected: Callable) -> ChatResponse:
+        prompt, streams = self.start(req)
+        results = [ChoiceResult() for _ in range(req.n)]
+        prompt_infos = None
+        async for _, ev in self.events(streams, disconnected):
+            if isinstance(ev, Delta):
+                results[ev.index].add(ev)
+            else:
+                prompt_infos = ev
+        choices = [
+            ChatChoice(
+                index=j,
+                message=AssistantMessage(content=r.text),
+                logprobs=_logprobs(r.tokens) if req.logprobs else None,
+                finish_reason=r.finish_reason,
+                stop_reason=r.stop_reason,
+            )
+            for j, r in enumerate(results)
+        ]
+        return ChatResponse(
+            id=new_id("chatcmpl"),
+            model=self.model_name,
+            choices=choices,
+            usage=_usage(prompt, sum(r.count for r in results)),
+            prompt_logprobs=_prompt_logprobs(prompt, prompt_infos, self.tokenizer)
+            if req.prompt_logprobs is not None
+            else None,
+        )
+
+    def stream(self, req: ChatCompletionRequest, disconnected: Callable) -> AsyncIterator[str]:
+        """Check and queue the request (APIError now), then return its SSE chunks."""
+        prompt, streams = self.start(req)
+        return self._chunks(req, prompt, streams, disconnected)
+
+    async def _chunks(self, req, prompt, streams, disconnected) -> AsyncIterator[str]:
+        rid, generated, name = new_id("chatcmpl"), 0, self.model_name
+        try:
+            for j in range(req.n):
+                first = ChatChunkChoice(index=j, delta=DeltaMessage(role="assistant", content=""))
+                yield sse(ChatChunk(id=rid, model=name, choices=[first]))
+            async for _, ev in self.events(streams, disconnected):
+                if not isinstance(ev, Delta):
+                    continue  # prompt log-probs are not streamed
+                generated += ev.count
+                choice = ChatChunkChoice(
+                    index=ev.index,
+                    delta=DeltaMessage(content=ev.text),
+                    logprobs=_logprobs(list(ev.tokens)) if req.logprobs else None,
+                    finish_reason=ev.finish_reason,
+                    stop_reason=ev.stop_reason,
+                )
+                yield sse(ChatChunk(id=rid, model=name, choices=[choice]))
+            if req.stream_options and req.stream_options.include_usage:
+                yield sse(
+                    ChatChunk(id=rid, model=name, choices=[], usage=_usage(prompt, generated))
+                )
+        except APIError as e:
+            yield sse(e.body())
+        yield "data: [DONE]\n\n"
+
+
+def _usage(prompt: list[int], generated: int) -> UsageInfo:
+    return UsageInfo(
+        prompt_tokens=len(prompt),
+        completion_tokens=generated,
+        total_tokens=len(prompt) + generated,
+    )
+
+
+def _logprobs(tokens: list[TokenInfo]) -> ChatLogprobs:
+    return ChatLogprobs(
+        content=[
+            TokenLogprob(
+                token=t.text,
+                logprob=t.logprob,
+                bytes=list(t.text.encode()),
+                top_logprobs=[
+                    TopLogprob(token=text, logprob=lp, bytes=list(text.encode()))
+                    for _, text, lp in t.top
+                ],
+            )
+            for t in tokens
+        ]
+    )
+
+
+def _prompt_logprobs(prompt: list[int], infos: list | None, tokenizer) -> list:
+    """vLLM's shape: None for the first token, then ``{token id: {logprob, rank,
+    decoded_token}}`` with the prompt's own token and the top alternatives."""
+    out: list = []
+    for t in infos or [None] * len(prompt):
+        if t is None:
+            out.append(None)
+            continue
+        entry = {
+            str(i): PromptLogprob(logprob=lp, rank=r + 1, decoded_token=text)
+            for r, (i, text, lp) in enumerate(t.top)
+        }
+        entry[str(t.id)] = PromptLogprob(logprob=t.logprob, rank=t.rank, decoded_token=t.text)
+        out.append(entry)
+    return out
