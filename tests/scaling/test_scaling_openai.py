@@ -17,8 +17,9 @@ from burnish.scaling.openai_engine import OpenAIEngine
 from burnish.scaling.particles import Problem
 
 
-def _serve(model, tok, fail_first: int = 0):
-    """A minimal /v1/completions server (greedy or seeded sampling, stop strings, EOS)."""
+def _serve(model, tok, fail_first: int = 0, stop_reason: bool = True):
+    """A minimal /v1/completions server (greedy or seeded sampling, stop strings, EOS);
+    ``stop_reason=False`` answers as OpenAI's own API does (``finish_reason`` only)."""
     lock, state = threading.Lock(), {"fail": fail_first, "calls": 0}
 
     class Handler(BaseHTTPRequestHandler):
@@ -35,6 +36,8 @@ def _serve(model, tok, fail_first: int = 0):
                     self.end_headers()
                     return
                 reply = _complete(model, tok, body)
+                if not stop_reason:
+                    del reply["choices"][0]["stop_reason"]
             data = json.dumps(reply).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -103,6 +106,23 @@ def test_openai_engine_matches_in_process_engine(policy) -> None:
         assert got.finish_reason == want.finish_reason == "eos"
         assert remote.requests_sent == state["calls"] == len(got.steps) + 1
         assert problem.usage.prefill > 0 and problem.usage.generated > 0
+    finally:
+        server.shutdown()
+
+
+def test_a_server_without_stop_reason_still_ends_at_eos(policy) -> None:
+    """Without vLLM's stop_reason an EOS looks like the delimiter; the empty step after it
+    is read as the end, so the particle does not repeat to max_steps."""
+    model, tok = policy
+    server, state = _serve(model, tok, stop_reason=False)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        remote = OpenAIEngine(url, "arith-policy", _render(tok), step=StepConfig(max_steps=12))
+        got, _ = asyncio.run(_greedy(remote, "chain 2*3*4-1"))
+        want, _ = asyncio.run(_greedy(HFEngine(model, tok), "chain 2*3*4-1"))
+        assert got.finish_reason in ("eos", "answer")
+        assert [s for s in got.steps if s] == [s for s in want.steps if s]
+        assert state["calls"] <= len(want.steps) + 2
     finally:
         server.shutdown()
 

@@ -37,7 +37,21 @@ def _setting(name: str) -> object:
 
 
 def scale_command(
-    model: str = typer.Argument(..., help="Policy model directory or zoo name."),
+    model: str | None = typer.Argument(
+        None, help="Policy model directory or zoo name (or the served name, with --engine)."
+    ),
+    engine: str | None = typer.Option(
+        None,
+        "--engine",
+        help="Sample the policy from an OpenAI-compatible server at this URL (burnish serve, "
+        "vLLM, ...) through /v1/chat/completions instead of loading it here.",
+    ),
+    served_model: str | None = typer.Option(
+        None, "--model", help="With --engine: the model name the server expects (default MODEL)."
+    ),
+    api_key: str | None = typer.Option(
+        None, envvar="BURNISH_API_KEY", help="With --engine: Bearer token (env BURNISH_API_KEY)."
+    ),
     prm: str | None = typer.Option(
         None, "--prm", help="PRM directory or zoo name (arith-prm), or 'logprob' (reward-free)."
     ),
@@ -88,12 +102,19 @@ def scale_command(
     Writes one JSONL row per problem and OUTPUT.summary.json. A search option not given takes
     the default shown (from burnish.scaling.settings.SearchSettings)."""
     from burnish.config import parse_overrides
+    from burnish.errors import ConfigError
     from burnish.scaling.run import run_search
 
     given = locals()
     options = {name: given[name] for name in _SETTINGS_HELP if given[name] is not None}
+    if engine is None and (model is None or served_model is not None):
+        raise ConfigError("give the policy MODEL (or --engine URL with --model NAME)")
+    if engine is not None:
+        model = served_model or model
+        if model is None:
+            raise ConfigError("--engine needs the served model's name: --model NAME")
     passed = ("concurrency", "device", "problems", "problem_seed", "prm_kind", "resume")
-    passed += ("overwrite", "allow_pickle", "chat_template")
+    passed += ("overwrite", "allow_pickle", "chat_template", "engine", "api_key")
     summary = run_search(
         model,
         prm,

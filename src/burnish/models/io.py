@@ -176,8 +176,10 @@ def chat_text(
     tokenizer: PreTrainedTokenizerBase,
     messages: list[dict[str, str]],
     add_generation_prompt: bool = False,
+    continue_final_message: bool = False,
 ) -> str:
-    """The tokenizer's chat template applied to ``messages`` (text, not ids).
+    """The tokenizer's chat template applied to ``messages`` (text, not ids);
+    ``continue_final_message`` leaves the last message open for the model to continue.
 
     ModelLoadError, saying how to supply one, when the tokenizer has no chat template.
     """
@@ -189,7 +191,10 @@ def chat_text(
             "chat_template=FILE)"
         )
     return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        messages,
+        tokenize=False,
+        add_generation_prompt=add_generation_prompt,
+        continue_final_message=continue_final_message,
     )
 
 

@@ -1,10 +1,23 @@
 """Engine over any OpenAI-compatible server (vLLM, SGLang, llama.cpp, burnish's own).
 
-Each extension is one ``POST /v1/completions`` whose prompt is the rendered chat prompt plus the
-particle's steps so far, with ``stop=[delimiter]`` and ``max_tokens`` = the step limit. Requests
-run concurrently (at most ``concurrency`` in flight), each with a timeout, retried with
-exponential backoff on connection errors, timeouts, 429 and 5xx. The server sees every prefix
-again each step (it may have a prefix cache; this client cannot fork KV rows). Only the
+Each extension is one request with ``stop=[delimiter]`` and ``max_tokens`` = the step limit:
+
+- ``endpoint="completions"`` (default): ``POST /v1/completions`` whose prompt is the rendered
+  chat prompt (``render``) plus the particle's steps so far;
+- ``endpoint="chat"``: ``POST /v1/chat/completions`` with the user prompt and, once there are
+  steps, an assistant message holding them that the server continues (vLLM's
+  ``continue_final_message``), so the server applies its own chat template.
+
+Every request asks for the sampled tokens' log-probabilities (``logprobs``), which become the
+particle's ``step_logprobs`` (what ``--prm logprob`` scores). A step ended at the delimiter or
+at end-of-sequence is told apart by vLLM's ``stop_reason`` (the stop string, or null for EOS);
+a server that does not send it (OpenAI's own API, llama.cpp) only says ``finish_reason
+"stop"``: then a step with text is read as ended by the delimiter, and an empty one as EOS (an
+EOS right after a step thus costs one more request instead of repeating to ``max_steps``).
+
+Requests run concurrently (at most ``concurrency`` in flight), each with a timeout, retried
+with exponential backoff on connection errors, timeouts, 429 and 5xx. The server sees every
+prefix again each step (it may have a prefix cache; this client cannot fork KV rows). Only the
 standard library is used (urllib in worker threads).
 """
 
@@ -19,22 +32,26 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from burnish.errors import ConfigError
 from burnish.scaling.engine import EngineError, StepConfig, finish_reason
 from burnish.scaling.particles import Particle, Problem
 
-__all__ = ["OpenAIEngine"]
+__all__ = ["ENDPOINTS", "OpenAIEngine"]
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+ENDPOINTS = ("completions", "chat")
 
 
 class OpenAIEngine:
     """Args:
-    base_url: server root, e.g. ``http://127.0.0.1:8000`` (``/v1/completions`` is appended).
+    base_url: server root, e.g. ``http://127.0.0.1:8000`` (``/v1/...`` is appended).
     model: the model name the server expects.
-    render: user prompt -> the text the assistant continues (e.g. a chat template applied
-        with the generation prompt); default: the prompt itself.
+    render: completions only: user prompt -> the text the assistant continues (e.g. a chat
+        template applied with the generation prompt); default: the prompt itself.
     step: step delimiter and limits. concurrency: requests in flight.
     timeout: seconds per request. retries: extra attempts; backoff: first wait (doubles).
+    endpoint: "completions" or "chat" (see the module docstring).
+    api_key: sent as a Bearer token when given.
     """
 
     def __init__(
@@ -47,8 +64,18 @@ class OpenAIEngine:
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        endpoint: str = "completions",
+        api_key: str | None = None,
     ) -> None:
-        self.url = base_url.rstrip("/") + "/v1/completions"
+        if endpoint not in ENDPOINTS:
+            raise ConfigError(
+                f"unknown endpoint {endpoint!r}; choose one of {', '.join(ENDPOINTS)}"
+            )
+        if render is not None and endpoint == "chat":
+            raise ConfigError("render applies to the completions endpoint; chat renders remotely")
+        self.endpoint, self.api_key = endpoint, api_key
+        path = "/v1/chat/completions" if endpoint == "chat" else "/v1/completions"
+        self.url = base_url.rstrip("/") + path
         self.model = model
         self.render = render or (lambda p: p)
         self.step = step or StepConfig()
@@ -81,18 +108,23 @@ class OpenAIEngine:
         d = self.step.delimiter
         body = {
             "model": self.model,
-            "prompt": self.render(problem.prompt) + "".join(s + d for s in p.steps),
             "max_tokens": self.step.max_step_tokens,
             "temperature": temperature,
             "stop": [d],
             "seed": seed,
             "n": 1,
+            **self._prompt(problem.prompt, "".join(s + d for s in p.steps)),
         }
         assert self._sem is not None
         async with self._sem:
             reply = await asyncio.to_thread(self._post, body)
-        choice = reply["choices"][0]
-        text, reason = choice.get("text", ""), choice.get("finish_reason")
+        try:
+            choice = reply["choices"][0]
+            text, logps = self._read(choice)
+        except (KeyError, IndexError, TypeError) as e:
+            msg = f"{self.url}: unexpected reply shape ({e!r}): {str(reply)[:200]}"
+            raise EngineError(msg) from None
+        reason = choice.get("finish_reason")
         usage = reply.get("usage") or {}
         problem.usage.prefill += int(usage.get("prompt_tokens", 0))
         problem.usage.generated += int(usage.get("completion_tokens", 0))
@@ -100,12 +132,42 @@ class OpenAIEngine:
             usage.get("completion_tokens", 0)
         )
         problem.usage.policy_calls += 1
-        hit_delim = reason == "stop" and choice.get("stop_reason", d) is not None
+        if "stop_reason" in choice:  # vLLM / burnish: the stop string, or null for EOS
+            hit_delim = reason == "stop" and choice["stop_reason"] is not None
+        else:  # finish_reason alone: an empty step is read as end-of-sequence
+            hit_delim = reason == "stop" and bool(text)
         hit_eos = reason == "stop" and not hit_delim
         step = text.split(d)[0]
         steps = (*p.steps, step)
         why = finish_reason(step, len(steps), hit_eos, hit_delim, self.step)
-        return p.child(problem.next_uid(), steps=steps, finished=why is not None, finish_reason=why)
+        mean = sum(logps) / len(logps) if logps else 0.0
+        return p.child(
+            problem.next_uid(),
+            steps=steps,
+            step_logprobs=(*p.step_logprobs, mean),
+            finished=why is not None,
+            finish_reason=why,
+        )
+
+    def _prompt(self, prompt: str, so_far: str) -> dict:
+        """The request fields that carry the prompt and the steps so far."""
+        if self.endpoint == "completions":
+            return {"prompt": self.render(prompt) + so_far, "logprobs": 0}
+        messages = [{"role": "user", "content": prompt}]
+        extra: dict = {"logprobs": True}
+        if so_far:
+            messages.append({"role": "assistant", "content": so_far})
+            extra.update(add_generation_prompt=False, continue_final_message=True)
+        return {"messages": messages, **extra}
+
+    def _read(self, choice: dict) -> tuple[str, list[float]]:
+        """The text of a reply's choice and its tokens' log-probabilities (empty if none)."""
+        lp = choice.get("logprobs") or {}
+        if self.endpoint == "completions":
+            values = lp.get("token_logprobs") or []
+            return choice.get("text") or "", [v for v in values if v is not None]
+        content = lp.get("content") or []
+        return (choice.get("message") or {}).get("content") or "", [t["logprob"] for t in content]
 
     def _post(self, body: dict) -> dict:
         """POST with retries; EngineError naming the URL once retries are spent."""
@@ -114,9 +176,10 @@ class OpenAIEngine:
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            req = urllib.request.Request(
-                self.url, data=data, headers={"Content-Type": "application/json"}
-            )
+            headers = {"Content-Type": "application/json"}
+            if self.api_key:
+                headers["Authorization"] = f"Bearer {self.api_key}"
+            req = urllib.request.Request(self.url, data=data, headers=headers)
             self.requests_sent += 1
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:

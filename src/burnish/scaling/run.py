@@ -217,6 +217,8 @@ def run_search(
     overwrite: bool = False,
     allow_pickle: bool = False,
     chat_template: str | Path | None = None,
+    engine: str | None = None,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     """``burnish scale``: search ``n`` problems, write one JSONL row each + a summary.
 
@@ -232,6 +234,9 @@ def run_search(
             :class:`~burnish.scaling.engine.StepConfig` fields; unset ones take their defaults.
         resume / overwrite: continue an existing ``output`` made with the same configuration
             (more problems may be added), or replace it; otherwise an existing file is refused.
+        engine: the URL of an OpenAI-compatible server to sample the policy from (``model``
+            is then the name it serves) through its chat endpoint, with ``api_key`` if given;
+            None loads ``model`` here.
     Returns the summary (also written beside the output as ``<output>.summary.json``).
     """
     from burnish.scaling.algorithms import split_budget
@@ -254,6 +259,7 @@ def run_search(
         device,
         allow_pickle,
         chat_template,
+        _Remote(engine, api_key, concurrency) if engine else None,
     )
     settings = {"algorithm": algo.name, "budget": budget, "task": task, "seed": seed}
     config = {**settings, **source, **ids, "prm_kind": prm_kind, **opts.settings()}
@@ -318,6 +324,15 @@ def _problems(
     return task_problems(task, n, split, problem_seed, task_options), source
 
 
+@dataclass(frozen=True)
+class _Remote:
+    """A policy served elsewhere: the server's URL, its Bearer token, requests in flight."""
+
+    url: str
+    api_key: str | None
+    concurrency: int
+
+
 def _search_options(
     model: str,
     prm: str | None,
@@ -327,35 +342,54 @@ def _search_options(
     device: str,
     allow_pickle: bool,
     chat_template: str | Path | None,
+    remote: _Remote | None = None,
 ) -> tuple[SearchOptions, dict[str, Any]]:
-    """The loaded policy engine and reward model as SearchOptions (``options`` split into
-    step and search settings), and the policy's and PRM's content fingerprints."""
+    """The policy engine (loaded here, or ``remote``) and reward model as SearchOptions
+    (``options`` split into step and search settings), and what identifies them: the content
+    fingerprints of local models, the URL and served name of a remote policy."""
     from burnish.models.io import load_model, model_fingerprint
     from burnish.models.zoo import resolve_model
     from burnish.scaling.engine import StepConfig
     from burnish.scaling.hf_engine import HFEngine
+    from burnish.scaling.openai_engine import OpenAIEngine
     from burnish.scaling.reward import LogProbReward, check_tokenizer_compatible, load_prm
 
     step = StepConfig(
         **{k: options.pop(k) for k in list(options) if k in StepConfig.__annotations__}
     )
-    policy, tok = load_model(
-        resolve_model(model), device=device, allow_pickle=allow_pickle, chat_template=chat_template
-    )
+    tok = None
+    if remote is None:
+        policy, tok = load_model(
+            resolve_model(model),
+            device=device,
+            allow_pickle=allow_pickle,
+            chat_template=chat_template,
+        )
+        engine = HFEngine(policy, tok, step)
+        model_id = model_fingerprint(policy)
+    else:
+        engine = OpenAIEngine(
+            remote.url,
+            model,
+            step=step,
+            endpoint="chat",
+            api_key=remote.api_key,
+            concurrency=remote.concurrency,
+        )
+        model_id = f"{remote.url.rstrip('/')}#{model}"
     reward, prm_id = None, prm
     if prm == "logprob":
         reward = LogProbReward()
     elif prm:
         reward = load_prm(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
-        check_tokenizer_compatible(tok, reward.tokenizer)
+        if tok is not None:  # a remote policy's tokenizer is not here to compare
+            check_tokenizer_compatible(tok, reward.tokenizer)
         prm_id = model_fingerprint(reward.model)
     unknown = sorted(set(options) - set(SearchSettings.__dataclass_fields__))
     if unknown:
         raise ConfigError(f"unknown search option {unknown[0]!r}")
-    opts = SearchOptions(
-        engine=HFEngine(policy, tok, step), reward=reward, extract=extract, **options
-    )
-    ids = {"model": model_fingerprint(policy), "prm": prm_id, "step": asdict(step)}
+    opts = SearchOptions(engine=engine, reward=reward, extract=extract, **options)
+    ids = {"model": model_id, "prm": prm_id, "step": asdict(step)}
     return opts, ids
 
 

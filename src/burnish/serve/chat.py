@@ -31,7 +31,9 @@ __all__ = ["ChatServing"]
 class ChatServing(Serving):
     def encode(self, req: ChatCompletionRequest) -> list[int]:
         try:
-            text = chat_text(self.tokenizer, req.chat(), req.add_generation_prompt)
+            text = chat_text(
+                self.tokenizer, req.chat(), req.add_generation_prompt, req.continue_final_message
+            )
         except BurnishError as e:
             raise APIError(400, str(e), "messages") from None
         except Exception as e:  # the template itself refused the messages (jinja errors)

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "ChatCompletionRequest",
@@ -143,6 +143,16 @@ class ChatCompletionRequest(_Sampling):
     top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
     prompt_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # vLLM extra
     add_generation_prompt: bool = True  # vLLM extra
+    continue_final_message: bool = False  # vLLM extra: continue the last (assistant) message
+
+    @model_validator(mode="after")
+    def _one_way_to_end(self) -> ChatCompletionRequest:
+        if self.continue_final_message and self.add_generation_prompt:
+            raise ValueError(
+                "continue_final_message needs add_generation_prompt: false (the last message "
+                "is continued, no new turn is started)"
+            )
+        return self
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
