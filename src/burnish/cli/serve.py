@@ -47,6 +47,19 @@ def serve_command(
     request_timeout: float = typer.Option(
         _LIMITS.request_timeout, help="Seconds a request may run before it is cancelled (503)."
     ),
+    prm: str | None = typer.Option(
+        None,
+        "--prm",
+        help="Reward model for searches (chat requests with 'budget'): a PRM directory or zoo "
+        "name, or 'logprob'. Without it only reward-free searches run.",
+    ),
+    prm_kind: str | None = typer.Option(
+        None, "--prm-kind", help="two_class | likelihood, for a PRM whose card does not say."
+    ),
+    its_algorithm: str = typer.Option(
+        "particle_filtering", help="Search run for a 'budget' when the request names none."
+    ),
+    max_budget: int = typer.Option(_LIMITS.max_budget, help="Largest search budget accepted."),
     drain_timeout: float = typer.Option(
         30.0, help="On SIGTERM / Ctrl-C: seconds to let requests in flight finish."
     ),
@@ -59,14 +72,19 @@ def serve_command(
     """Serve MODEL with the OpenAI API (as vLLM serves it): /v1/models, /v1/completions,
     /v1/chat/completions, /health and /metrics (Prometheus).
 
-    Concurrent requests share decode steps (continuous batching). The server binds 127.0.0.1
-    unless told otherwise with --host. SIGTERM stops accepting connections and lets requests in
-    flight finish for up to --drain-timeout seconds."""
+    Concurrent requests share decode steps (continuous batching). A chat request with the
+    extra field 'budget' (and optionally 'its_algorithm') runs that inference-time search and
+    returns the selected answer, with the search's record in the response's 'its' field.
+
+    The server binds 127.0.0.1 unless told otherwise with --host. SIGTERM stops accepting
+    connections and lets requests in flight finish for up to --drain-timeout seconds."""
     import uvicorn
 
     from burnish.models import load_model
     from burnish.models.zoo import resolve_model
+    from burnish.scaling.reward import LogProbReward, load_prm
     from burnish.serve import ServeEngine, build_app
+    from burnish.serve.its import ITSService
 
     limits = ServeLimits(
         max_tokens=max_tokens_cap,
@@ -76,6 +94,7 @@ def serve_command(
         max_queue=max_queue,
         max_batch=max_batch,
         request_timeout=request_timeout,
+        max_budget=max_budget,
     )
     if host not in _LOOPBACK:
         typer.echo(
@@ -93,8 +112,16 @@ def serve_command(
     engine = ServeEngine(
         model_obj, tok, kv_cache, kv_bits, max_batch=limits.max_batch, max_queue=limits.max_queue
     )
+    if prm == "logprob":
+        reward = LogProbReward()
+    elif prm:
+        reward = load_prm(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
+    else:
+        reward = None
+    its = ITSService(engine, tok, reward, its_algorithm, max_budget=limits.max_budget)
     name = served_model_name or model
-    app = build_app(engine, tok, name, limits, api_key or os.environ.get("BURNISH_API_KEY"))
+    key = api_key or os.environ.get("BURNISH_API_KEY")
+    app = build_app(engine, tok, name, limits, key, its=its)
     config = uvicorn.Config(
         app,
         host=host,

@@ -22,6 +22,7 @@ from burnish import __version__
 from burnish.serve.chat import ChatServing
 from burnish.serve.completions import CompletionServing
 from burnish.serve.engine import ServeEngine
+from burnish.serve.its import ITSService
 from burnish.serve.limits import ServeLimits
 from burnish.serve.metrics import ServeMetrics
 from burnish.serve.protocol import (
@@ -44,9 +45,11 @@ def build_app(
     limits: ServeLimits | None = None,
     api_key: str | None = None,
     close_engine: bool = True,
+    its: ITSService | None = None,
 ) -> FastAPI:
     """The OpenAI-compatible app over ``engine``; ``api_key`` (if any) is required as a Bearer
-    token on ``/v1/*``; ``close_engine``: close the engine when the app shuts down."""
+    token on ``/v1/*``; ``close_engine``: close the engine when the app shuts down; ``its``:
+    the searches chat requests with a ``budget`` run (None: such requests are refused)."""
     limits = limits or ServeLimits()
 
     @asynccontextmanager
@@ -59,7 +62,7 @@ def build_app(
     app.state.engine = engine
     app.state.model_name = model_name
     app.state.completions = CompletionServing(engine, tokenizer, model_name, limits)
-    app.state.chat = ChatServing(engine, tokenizer, model_name, limits)
+    app.state.chat = ChatServing(engine, tokenizer, model_name, limits, its=its)
     app.state.metrics = ServeMetrics(engine)
     app.state.api_key = api_key
     _errors(app)

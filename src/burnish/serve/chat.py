@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from burnish.errors import BurnishError
 from burnish.models.io import chat_text
 from burnish.serve.engine import Delta, SamplingParams, TokenInfo
+from burnish.serve.its import ITSService
 from burnish.serve.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -29,6 +31,13 @@ __all__ = ["ChatServing"]
 
 
 class ChatServing(Serving):
+    """Chat completions; with ``its`` (an :class:`ITSService`), requests with a ``budget``
+    run a search instead of plain sampling."""
+
+    def __init__(self, *args: object, its: ITSService | None = None) -> None:
+        super().__init__(*args)
+        self.its = its
+
     def encode(self, req: ChatCompletionRequest) -> list[int]:
         try:
             text = chat_text(
@@ -63,6 +72,17 @@ class ChatServing(Serving):
         return prompt, self.submit([prompt], [self.params(req, prompt)])
 
     async def complete(self, req: ChatCompletionRequest, disconnected: Callable) -> ChatResponse:
+        if req.budget is not None:
+            prompt, algorithm = self._search_checks(req)
+            text, record = await self._search(req, algorithm, disconnected)
+            message = AssistantMessage(content=text)
+            return ChatResponse(
+                id=new_id("chatcmpl"),
+                model=self.model_name,
+                choices=[ChatChoice(index=0, message=message, finish_reason="stop")],
+                usage=_usage(prompt, record["tokens"]["generated"]),
+                its=record,
+            )
         prompt, streams = self.start(req)
         results = [ChoiceResult() for _ in range(req.n)]
         prompt_infos = None
@@ -93,8 +113,65 @@ class ChatServing(Serving):
 
     def stream(self, req: ChatCompletionRequest, disconnected: Callable) -> AsyncIterator[str]:
         """Check and queue the request (APIError now), then return its SSE chunks."""
+        if req.budget is not None:
+            prompt, algorithm = self._search_checks(req)
+            return self._search_chunks(req, prompt, algorithm, disconnected)
         prompt, streams = self.start(req)
         return self._chunks(req, prompt, streams, disconnected)
+
+    # ---- inference-time scaling ---------------------------------------------------------
+    def _search_checks(self, req: ChatCompletionRequest) -> tuple[list[int], str]:
+        self.check_model(req.model)
+        if self.its is None:
+            raise APIError(400, "this server runs no searches (budget is not accepted)", "budget")
+        if len(req.messages) != 1 or req.messages[0].role != "user":
+            raise APIError(400, "a search (budget) takes one user message", "messages")
+        if req.logprobs or req.prompt_logprobs is not None or req.stop:
+            raise APIError(400, "a search (budget) takes no logprobs or stop", "budget")
+        prompt = self.encode(req)
+        self.check_request(prompt, None, 1)
+        try:
+            algorithm = self.its.check(req.budget, req.its_algorithm)
+        except BurnishError as e:
+            raise APIError(400, str(e), "its_algorithm") from None
+        return prompt, algorithm
+
+    async def _search(self, req: ChatCompletionRequest, algorithm: str, disconnected: Callable):
+        """Run the search within the request timeout, cancelled if the client goes away."""
+        task = asyncio.create_task(
+            self.its.search(
+                req.messages[0].text(), req.budget, algorithm, req.temperature, req.seed
+            )
+        )
+        try:
+            async with asyncio.timeout(self.limits.request_timeout):
+                while not task.done():
+                    await asyncio.wait({task}, timeout=0.1)
+                    if not task.done() and await disconnected():
+                        raise asyncio.CancelledError("client disconnected")
+            return task.result()
+        except TimeoutError:
+            limit = self.limits.request_timeout
+            raise APIError(503, f"the search ran past this server's {limit:g} s limit") from None
+        except BurnishError as e:
+            raise APIError(400, str(e)) from None
+        finally:
+            task.cancel()
+
+    async def _search_chunks(self, req, prompt, algorithm, disconnected) -> AsyncIterator[str]:
+        rid, name = new_id("chatcmpl"), self.model_name
+        try:
+            first = ChatChunkChoice(index=0, delta=DeltaMessage(role="assistant", content=""))
+            yield sse(ChatChunk(id=rid, model=name, choices=[first]))
+            text, record = await self._search(req, algorithm, disconnected)
+            usage = _usage(prompt, record["tokens"]["generated"])
+            last = ChatChunkChoice(index=0, delta=DeltaMessage(content=text), finish_reason="stop")
+            yield sse(ChatChunk(id=rid, model=name, choices=[last], its=record))
+            if req.stream_options and req.stream_options.include_usage:
+                yield sse(ChatChunk(id=rid, model=name, choices=[], usage=usage))
+        except APIError as e:
+            yield sse(e.body())
+        yield "data: [DONE]\n\n"
 
     async def _chunks(self, req, prompt, streams, disconnected) -> AsyncIterator[str]:
         rid, generated, name = new_id("chatcmpl"), 0, self.model_name

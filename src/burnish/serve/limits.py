@@ -23,6 +23,7 @@ class ServeLimits:
         max_queue: requests waiting for a batch slot (429 beyond).
         max_batch: choices decoded together.
         request_timeout: seconds a request may run before it is cancelled (503).
+        max_budget: the largest search ``budget`` a chat request may ask for.
     """
 
     max_tokens: int = 1024
@@ -33,9 +34,11 @@ class ServeLimits:
     max_queue: int = 256
     max_batch: int = 64
     request_timeout: float = 600.0
+    max_budget: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("max_tokens", "max_n", "max_prompts", "max_body_bytes", "max_queue"):
+        names = ("max_tokens", "max_n", "max_prompts", "max_body_bytes", "max_queue", "max_budget")
+        for name in names:
             if getattr(self, name) < 1:
                 raise ConfigError(f"serve limit {name} must be >= 1, got {getattr(self, name)}")
         if self.max_batch < self.max_n:

@@ -144,9 +144,15 @@ class ChatCompletionRequest(_Sampling):
     prompt_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # vLLM extra
     add_generation_prompt: bool = True  # vLLM extra
     continue_final_message: bool = False  # vLLM extra: continue the last (assistant) message
+    budget: int | None = Field(None, ge=1)  # burnish: run an inference-time search
+    its_algorithm: str | None = None  # burnish: which search (default: the server's)
 
     @model_validator(mode="after")
     def _one_way_to_end(self) -> ChatCompletionRequest:
+        if self.budget is None and self.its_algorithm is not None:
+            raise ValueError("its_algorithm needs a budget")
+        if self.budget is not None and (self.n != 1 or self.continue_final_message):
+            raise ValueError("a search (budget) returns one answer: n must be 1, no continuation")
         if self.continue_final_message and self.add_generation_prompt:
             raise ValueError(
                 "continue_final_message needs add_generation_prompt: false (the last message "
@@ -265,6 +271,7 @@ class ChatResponse(BaseModel):
     choices: list[ChatChoice]
     usage: UsageInfo
     prompt_logprobs: list[dict[str, PromptLogprob] | None] | None = None
+    its: dict[str, Any] | None = None  # burnish: the search's record (with budget)
 
 
 class DeltaMessage(BaseModel):
@@ -287,6 +294,7 @@ class ChatChunk(BaseModel):
     model: str
     choices: list[ChatChunkChoice]
     usage: UsageInfo | None = None
+    its: dict[str, Any] | None = None  # burnish: the search's record, on the last chunk
 
 
 class CompletionChunk(BaseModel):
