@@ -265,6 +265,57 @@ class KIVILayer(CacheLayerMixin):
         if self.valid is not None:
             self.valid = fn(self.valid)
 
+    # ---- merging two caches' rows (continuous batching) ---------------------------------
+    def left_pad_to(self, length: int, residual_values: int, validity_width: int) -> None:
+        """Shift this layer to ``length`` slots by adding padding slots on the left.
+
+        The added slots are padding of every row (``pad`` grows; they are never attended and
+        never enter a quantization statistic). Quantized key chunks are in each row's own
+        coordinates and do not move. Afterwards the fp value residual holds
+        ``residual_values`` slots (zero-filled padding where it held fewer: only a layer with
+        no quantized value yet can hold fewer) and the prefill validity mask is
+        ``validity_width`` wide (slots past it are valid)."""
+        shift = length - self.get_seq_length()
+        held = self.values.shape[-2]
+        if shift < 0 or residual_values < held or residual_values - held > shift:
+            raise ConfigError(
+                f"cannot left-pad a {self.get_seq_length()}-slot layer holding {held} fp "
+                f"values to {length} slots with {residual_values} fp values"
+            )
+        b, h, _, dv = self.values.shape
+        extra = residual_values - held
+        self.values = torch.cat([self.values.new_zeros(b, h, extra, dv), self.values], -2)
+        self.value_q = _left_pad_tokens(self.value_q, shift - extra)
+        self.pad = self.pad + shift
+        self.key_start += shift
+        valid = self.valid
+        if valid is None:
+            valid = torch.ones(b, 0, dtype=torch.bool, device=self.device)
+        valid = torch.cat([valid.new_zeros(b, shift), valid], 1)
+        width = max(validity_width, valid.shape[1])
+        self.valid = torch.cat([valid, valid.new_ones(b, width - valid.shape[1])], 1)
+
+    def lower_key_start(self, start: int) -> None:
+        """Let the fp key residual begin at slot ``start`` (<= ``key_start``; the slots added
+        lie below every row's frontier and are never read)."""
+        n = self.key_start - start
+        if n < 0:
+            raise ConfigError(f"key residual starts at {self.key_start}, cannot move to {start}")
+        b, h, _, d = self.keys.shape
+        self.keys = torch.cat([self.keys.new_zeros(b, h, n, d), self.keys], -2)
+        self.key_start = start
+
+    def cat_batch(self, other: KIVILayer) -> None:
+        """Append ``other``'s rows after this layer's; both must already share length, key
+        residual start, value split and validity width (:meth:`QuantizedKVCache.absorb`)."""
+        n_chunks = max(self.key_q.scale.shape[2], other.key_q.scale.shape[2])
+        self.key_q = _grow_chunks(self.key_q, n_chunks, self.config.group_size)
+        other.key_q = _grow_chunks(other.key_q, n_chunks, other.config.group_size)
+        theirs: list[torch.Tensor] = []
+        other.map_batch(lambda t: theirs.append(t) or t)
+        rest = iter(theirs)
+        self.map_batch(lambda t: torch.cat([t, next(rest).to(t.device)]))
+
     def observe_prefill(self, query: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
         """Hand-off from the ``burnish_kv`` attention: record padding, then quantize."""
         self.record_padding(prefill_validity(attention_mask, query.shape[0], query.shape[-2]))
@@ -422,6 +473,10 @@ class KIVILayer(CacheLayerMixin):
         return out
 
 
+def _width(valid: torch.Tensor | None) -> int:
+    return 0 if valid is None else valid.shape[1]
+
+
 def _size(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.numel() * t.element_size()
 
@@ -433,6 +488,22 @@ def _append(old: quant.Quantized, codes: torch.Tensor, new: quant.Quantized) -> 
         torch.cat([old.zero, new.zero], dim=-2),
         old.bits,
         old.n,
+    )
+
+
+def _left_pad_tokens(q: quant.Quantized, n: int) -> quant.Quantized:
+    """Per-token codes ``q`` (values) with ``n`` zero tokens (codes and stats) in front."""
+    if n == 0:
+        return q
+    b, h, _, p = q.codes.shape
+    codes = q.codes.new_zeros(b, h, n, p)
+    stat = q.scale.new_zeros(b, h, n, q.scale.shape[-1])
+    return quant.Quantized(
+        torch.cat([codes, q.codes], -2),
+        torch.cat([stat, q.scale], -2),
+        torch.cat([stat, q.zero], -2),
+        q.bits,
+        q.n,
     )
 
 
@@ -538,6 +609,30 @@ class QuantizedKVCache(Cache):
     def make_layer(self, layer_idx: int) -> KIVILayer:
         """A fresh layer ``layer_idx`` (created lazily, at its first update)."""
         return self.layer_class(self.config, layer_idx)
+
+    def absorb(self, other: QuantizedKVCache) -> None:
+        """Append ``other``'s rows (batch axis) after this cache's, for continuous batching:
+        the shorter cache is left-padded to the longer one's length (padding slots, which the
+        caller's attention mask must also mark), so each row keeps exactly its own tokens,
+        codes and statistics. Both caches must be of the same class and options, past their
+        prefill; ``other`` must not be used afterwards."""
+        if type(other) is not type(self) or other.config != self.config:
+            raise ConfigError("only caches of the same class and options can be merged")
+        if len(self.layers) != len(other.layers):
+            raise ConfigError("cannot merge caches holding different numbers of layers")
+        for a, b in zip(self.layers, other.layers, strict=True):
+            if a.pending or b.pending:
+                raise ConfigError("cannot merge a cache before its prefill was quantized")
+            length = max(a.get_seq_length(), b.get_seq_length())
+            values = max(a.values.shape[-2], b.values.shape[-2])
+            width = max(_width(a.valid) + length - a.get_seq_length(),
+                        _width(b.valid) + length - b.get_seq_length())  # fmt: skip
+            for x in (a, b):
+                x.left_pad_to(length, values, width)
+            start = min(a.key_start, b.key_start)
+            a.lower_key_start(start)
+            b.lower_key_start(start)
+            a.cat_batch(b)
 
     def nbytes(self) -> dict[str, int]:
         """Exact bytes held by all layers, by kind (see the layer's ``nbytes``) and ``total``."""

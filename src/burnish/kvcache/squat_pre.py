@@ -122,6 +122,12 @@ class SQuatPreLayer(SQuatLayer):
         if self.positions is not None:
             self.positions = fn(self.positions)
 
+    def left_pad_to(self, length: int, residual_values: int, validity_width: int) -> None:
+        shift = length - self.get_seq_length()
+        super().left_pad_to(length, residual_values, validity_width)
+        self.positions = torch.cat([self.positions.new_zeros(self.positions.shape[0], shift),
+                                    self.positions], 1)  # fmt: skip
+
     def nbytes(self) -> dict[str, int]:
         """SQuat's bytes; ``bookkeeping`` also counts the per-slot positions."""
         out = super().nbytes()

@@ -7,11 +7,11 @@ choice advances by one token per step. Each choice has its own KV row: rows are 
 left-padded in a batch cache with an attention mask and per-row positions (as
 :mod:`burnish.scaling.hf_engine` does), so a row sees exactly its own prefix.
 
-With the plain (fp) cache, a newly admitted cohort is merged into the running batch (KV rows
-left-padded to a common length), so one forward pass serves every request. A quantized cache
-(``kv_cache="kivi" | "squat" | ...``) cannot be merged with another one (each holds its own
-chunk frontiers and query subspace), so each admitted cohort keeps its own cache and every
-step runs one forward pass per live cohort.
+A newly admitted cohort is merged into the running batch (KV rows left-padded to a common
+length), so one forward pass serves every request: the plain (fp) cache by concatenating its
+tensors (dropping columns that are padding in every row), a quantized cache
+(``kv_cache="kivi" | "squat" | ...``) through :meth:`QuantizedKVCache.absorb`, which keeps
+each row's own codes, statistics and query subspace.
 
 The asyncio side talks to the thread through :class:`GenerationStream`: ``submit`` queues a
 request and returns its stream; the thread pushes events into it with
@@ -325,7 +325,7 @@ class ServeEngine:
         cohort = _Cohort(
             cache, mask[index], mask.sum(-1)[index], logits[index, -1], choices, quantized
         )
-        if not cohort.quantized and self._cohorts:
+        if self._cohorts:
             cohort = _merge(self._cohorts.pop(), cohort)
         self._cohorts.append(cohort)
 
@@ -431,24 +431,21 @@ class ServeEngine:
 
 
 def _merge(a: _Cohort, b: _Cohort) -> _Cohort:
-    """One fp cohort with ``a``'s rows then ``b``'s, KV and masks left-padded to one length
-    (columns that are padding in every row dropped)."""
+    """One cohort with ``a``'s rows then ``b``'s, KV and masks left-padded to one length (fp:
+    columns that are padding in every row dropped)."""
     length = max(a.mask.shape[1], b.mask.shape[1])
     mask = torch.cat([_left_pad(a.mask, length, 1), _left_pad(b.mask, length, 1)])
+    pos, logits = torch.cat([a.pos, b.pos]), torch.cat([a.logits, b.logits])
+    if a.quantized:
+        a.cache.absorb(b.cache)
+        return _Cohort(a.cache, mask, pos, logits, a.choices + b.choices, True)
     keep = mask.any(0)
     cache = DynamicCache()
     for i, (la, lb) in enumerate(zip(a.cache.layers, b.cache.layers, strict=True)):
         k = torch.cat([_left_pad(la.keys, length, 2), _left_pad(lb.keys, length, 2)])
         v = torch.cat([_left_pad(la.values, length, 2), _left_pad(lb.values, length, 2)])
         cache.update(k[:, :, keep], v[:, :, keep], i)
-    return _Cohort(
-        cache,
-        mask[:, keep],
-        torch.cat([a.pos, b.pos]),
-        torch.cat([a.logits, b.logits]),
-        a.choices + b.choices,
-        False,
-    )
+    return _Cohort(cache, mask[:, keep], pos, logits, a.choices + b.choices, False)
 
 
 def _left_pad(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
