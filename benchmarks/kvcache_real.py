@@ -60,7 +60,7 @@ TOP_K = (1, 4, 8, 16, 32)
 LAMS = (0.01, 0.03, 0.1, 0.3)  # lam_scale 'moment' (SQuatConfig's default)
 RESIDUAL_LAMS = (0.3, 1.0)  # lam_scale 'residual'
 RANKS = (4, 8)
-BLOCKS = (8,)  # tried at the best (lam, rank); block 4 is the grid's own
+BLOCKS = (8, 16)  # tried at the best (lam, rank); block 4 is the grid's own
 Prompts = list[tuple[int, torch.Tensor]]  # (prompt length L, ids [n, L + C])
 Recorded = list[tuple[int, torch.Tensor, PrefillStates]]  # (L, ids, the fp prefill's states)
 
@@ -409,7 +409,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=MODEL, help="model name or directory (default %(default)s)")
     p.add_argument("--lengths", type=_ints, default=[512, 1024, 2048], help="prompt lengths")
-    p.add_argument("--per-length", type=int, default=2, help="held-out prompts per length")
+    p.add_argument("--per-length", type=int, default=4, help="held-out prompts per length")
     p.add_argument("--continuation", type=int, default=64, help="teacher-forced tokens")
     p.add_argument("--bits", type=_ints, default=[2, 4])
     p.add_argument(
@@ -418,7 +418,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[512, 1024, 2048],
         help="calibration prompt lengths (tuning grid and spectrum)",
     )
-    p.add_argument("--tune-per-length", type=int, default=1)
+    p.add_argument("--tune-per-length", type=int, default=2)
     p.add_argument("--lams", type=_floats, default=list(LAMS), help="lam grid, lam_scale moment")
     p.add_argument(
         "--residual-lams",
