@@ -8,7 +8,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["PICKLE_OPT", "TEMPLATE_OPT", "console", "print_table", "split_names"]
+__all__ = [
+    "API_KEY_ENV",
+    "PICKLE_OPT",
+    "PRM_KIND_OPT",
+    "TEMPLATE_OPT",
+    "console",
+    "print_table",
+    "split_names",
+]
 
 # Options several commands share, defined once.
 PICKLE_OPT = typer.Option(
@@ -17,6 +25,13 @@ PICKLE_OPT = typer.Option(
 TEMPLATE_OPT = typer.Option(
     None, "--chat-template", help="Jinja chat template file, for a model without one."
 )
+PRM_KIND_OPT = typer.Option(
+    None,
+    "--prm-kind",
+    help="two_class | likelihood: the head of a PRM whose card does not say (a model "
+    "without a PRM card is refused otherwise).",
+)
+API_KEY_ENV = "BURNISH_API_KEY"  # the Bearer token of burnish serve and its clients
 
 console = Console()
 

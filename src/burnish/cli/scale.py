@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT
+from burnish.cli.common import API_KEY_ENV, PICKLE_OPT, PRM_KIND_OPT, TEMPLATE_OPT
 from burnish.scaling.settings import setting_default as _d
 
 __all__ = ["kept", "scale_command"]
@@ -50,17 +50,12 @@ def scale_command(
         None, "--model", help="With --engine: the model name the server expects (default MODEL)."
     ),
     api_key: str | None = typer.Option(
-        None, envvar="BURNISH_API_KEY", help="With --engine: Bearer token (env BURNISH_API_KEY)."
+        None, envvar=API_KEY_ENV, help=f"With --engine: Bearer token (env {API_KEY_ENV})."
     ),
     prm: str | None = typer.Option(
         None, "--prm", help="PRM directory or zoo name (arith-prm), or 'logprob' (reward-free)."
     ),
-    prm_kind: str | None = typer.Option(
-        None,
-        "--prm-kind",
-        help="two_class | likelihood: the head of a PRM whose card does not say (a model "
-        "without a PRM card is refused otherwise).",
-    ),
+    prm_kind: str | None = PRM_KIND_OPT,
     algo: str = typer.Option("pf", "--algo", help="Search algorithm or alias (pf, pg, pt, ...)."),
     budget: int = typer.Option(16, "--budget", help="particles x sweeps x chains."),
     task: str = typer.Option(

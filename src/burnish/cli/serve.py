@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
-from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT
+from burnish.cli.common import API_KEY_ENV, PICKLE_OPT, PRM_KIND_OPT, TEMPLATE_OPT
 from burnish.serve.limits import ServeLimits
 
 __all__ = ["kept", "serve_command"]
@@ -29,8 +28,8 @@ def serve_command(
     ),
     api_key: str | None = typer.Option(
         None,
-        envvar="BURNISH_API_KEY",
-        help="Require 'Authorization: Bearer KEY' on /v1/* (env BURNISH_API_KEY).",
+        envvar=API_KEY_ENV,
+        help=f"Require 'Authorization: Bearer KEY' on /v1/* (env {API_KEY_ENV}).",
     ),
     kv_cache: str = typer.Option(
         "none", help="KV cache every request decodes with: none | kivi | squat | squat_pre."
@@ -53,9 +52,7 @@ def serve_command(
         help="Reward model for searches (chat requests with 'budget'): a PRM directory or zoo "
         "name, or 'logprob'. Without it only reward-free searches run.",
     ),
-    prm_kind: str | None = typer.Option(
-        None, "--prm-kind", help="two_class | likelihood, for a PRM whose card does not say."
-    ),
+    prm_kind: str | None = PRM_KIND_OPT,
     its_algorithm: str = typer.Option(
         "particle_filtering", help="Search run for a 'budget' when the request names none."
     ),
@@ -82,7 +79,7 @@ def serve_command(
 
     from burnish.models import load_model
     from burnish.models.zoo import resolve_model
-    from burnish.scaling.reward import LogProbReward, load_prm
+    from burnish.scaling.reward import reward_model
     from burnish.serve import ServeEngine, build_app
     from burnish.serve.its import ITSService
 
@@ -112,16 +109,10 @@ def serve_command(
     engine = ServeEngine(
         model_obj, tok, kv_cache, kv_bits, max_batch=limits.max_batch, max_queue=limits.max_queue
     )
-    if prm == "logprob":
-        reward = LogProbReward()
-    elif prm:
-        reward = load_prm(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
-    else:
-        reward = None
+    reward = reward_model(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
     its = ITSService(engine, tok, reward, its_algorithm, max_budget=limits.max_budget)
     name = served_model_name or model
-    key = api_key or os.environ.get("BURNISH_API_KEY")
-    app = build_app(engine, tok, name, limits, key, its=its)
+    app = build_app(engine, tok, name, limits, api_key, its=its)
     config = uvicorn.Config(
         app,
         host=host,

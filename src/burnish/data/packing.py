@@ -18,7 +18,15 @@ import torch
 
 from burnish.data.tokenize import IGNORE_INDEX
 
-__all__ = ["PackedBatch", "collate_packed", "collate_padded", "pack_rows", "plan_minibatches"]
+__all__ = [
+    "PackedBatch",
+    "collate_packed",
+    "collate_padded",
+    "left_pad_prompts",
+    "left_pad_tensor",
+    "pack_rows",
+    "plan_minibatches",
+]
 
 
 @dataclass
@@ -160,3 +168,25 @@ def collate_padded(
         real += n
     pos = torch.arange(L).expand(len(indices), L).clone()
     return PackedBatch(ids, pos, tgt, None, real, int((tgt != IGNORE_INDEX).sum()))
+
+
+def left_pad_prompts(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists as a left-padded batch for generation: ``ids [B, L]`` (``pad_id`` in
+    front) and ``mask [B, L]`` (1 = real token), ``L`` = the longest sequence."""
+    longest = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, s in enumerate(seqs):
+        ids[r, longest - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[r, longest - len(s) :] = 1
+    return ids, mask
+
+
+def left_pad_tensor(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
+    """Zero-pad ``x`` on the left of ``dim`` up to ``length`` (unchanged if already as long)."""
+    missing = length - x.shape[dim]
+    if missing <= 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = missing
+    return torch.cat([x.new_zeros(shape), x], dim=dim)

@@ -36,6 +36,7 @@ from typing import Literal, get_args
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from burnish.data.packing import left_pad_prompts, left_pad_tensor
 from burnish.errors import ConfigError
 from burnish.models.io import chat_text
 from burnish.scaling.batching import MicroBatcher
@@ -210,12 +211,7 @@ class HFEngine:
 
     def _prefill(self, seqs: list[list[int]]) -> _KV:
         """Encode left-padded sequences into a fresh cache. seqs: R lists -> _KV with R rows."""
-        longest = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), longest), self.pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):
-            ids[r, longest - len(s) :] = torch.tensor(s)
-            mask[r, longest - len(s) :] = 1
+        ids, mask = left_pad_prompts(seqs, self.pad)
         ids, mask = ids.to(self.device), mask.to(self.device)
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
@@ -242,13 +238,13 @@ class HFEngine:
         index = torch.tensor([offsets[id(h.kv)] + h.row for h in handles], device=self.device)
         parts = list(kvs.values())
         longest = max(kv.mask.shape[1] for kv in parts)
-        mask = torch.cat([_left_pad(kv.mask, longest, 1) for kv in parts])[index]
+        mask = torch.cat([left_pad_tensor(kv.mask, longest, 1) for kv in parts])[index]
         keep = mask.any(0)  # drop columns that are padding in every kept row
         mask = mask[:, keep]
         cache = DynamicCache(config=self.model.config)
         for layer in range(len(parts[0].cache.layers)):
-            ks = [_left_pad(kv.cache.layers[layer].keys, longest, 2) for kv in parts]
-            vs = [_left_pad(kv.cache.layers[layer].values, longest, 2) for kv in parts]
+            ks = [left_pad_tensor(kv.cache.layers[layer].keys, longest, 2) for kv in parts]
+            vs = [left_pad_tensor(kv.cache.layers[layer].values, longest, 2) for kv in parts]
             k = torch.cat(ks).index_select(0, index)[:, :, keep]
             v = torch.cat(vs).index_select(0, index)[:, :, keep]
             cache.update(k, v, layer)
@@ -397,13 +393,3 @@ def _rows_to_reprefill(particles: list[Particle]) -> list[int]:
         else:
             kv.taken.add(row)
     return fresh
-
-
-def _left_pad(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
-    """Zero-pad ``x`` on the left of ``dim`` up to ``length``."""
-    missing = length - x.shape[dim]
-    if missing == 0:
-        return x
-    shape = list(x.shape)
-    shape[dim] = missing
-    return torch.cat([x.new_zeros(shape), x], dim=dim)

@@ -456,6 +456,22 @@ def load_prm(
         raise ConfigError(f"{path}/card.json: bad 'prm' options for {cls.kind} ({e})") from None
 
 
+def reward_model(
+    prm: str | Path | None,
+    device: str = "cpu",
+    kind: str | None = None,
+    allow_pickle: bool = False,
+) -> RewardModel | None:
+    """What a ``--prm`` option names: None (no reward model), ``"logprob"`` (the policy's own
+    token probabilities, :class:`LogProbReward`) or a PRM directory / zoo name
+    (:func:`load_prm`)."""
+    if prm is None:
+        return None
+    if str(prm) == "logprob":
+        return LogProbReward()
+    return load_prm(prm, device=device, kind=kind, allow_pickle=allow_pickle)
+
+
 def _card_prm(path: Path, kind: str | None, name: str | Path) -> dict:
     """The PRM options of a model's card, checked against the ``kind`` the user named."""
     card = path / "card.json"

@@ -352,7 +352,7 @@ def _search_options(
     from burnish.scaling.engine import StepConfig
     from burnish.scaling.hf_engine import HFEngine
     from burnish.scaling.openai_engine import OpenAIEngine
-    from burnish.scaling.reward import LogProbReward, check_tokenizer_compatible, load_prm
+    from burnish.scaling.reward import check_tokenizer_compatible, reward_model
 
     step = StepConfig(
         **{k: options.pop(k) for k in list(options) if k in StepConfig.__annotations__}
@@ -377,11 +377,9 @@ def _search_options(
             concurrency=remote.concurrency,
         )
         model_id = f"{remote.url.rstrip('/')}#{model}"
-    reward, prm_id = None, prm
-    if prm == "logprob":
-        reward = LogProbReward()
-    elif prm:
-        reward = load_prm(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
+    reward = reward_model(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
+    prm_id = prm
+    if reward is not None and hasattr(reward, "model"):  # a PRM model, not 'logprob'
         if tok is not None:  # a remote policy's tokenizer is not here to compare
             check_tokenizer_compatible(tok, reward.tokenizer)
         prm_id = model_fingerprint(reward.model)

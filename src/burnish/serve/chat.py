@@ -53,18 +53,8 @@ class ChatServing(Serving):
     def params(self, req: ChatCompletionRequest, prompt: list[int]) -> SamplingParams:
         if req.top_logprobs is not None and not req.logprobs:
             raise APIError(400, "top_logprobs needs logprobs: true", "top_logprobs")
-        max_tokens = self.check_request(prompt, req.token_limit(), req.n)
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=req.temperature,
-            top_p=req.top_p,
-            n=req.n,
-            stop=tuple(req.stop_list()),
-            seed=req.seed,
-            logprobs=(req.top_logprobs or 0) if req.logprobs else None,
-            prompt_logprobs=req.prompt_logprobs,
-            ignore_eos=req.ignore_eos,
-        )
+        logprobs = (req.top_logprobs or 0) if req.logprobs else None
+        return self.sampling(req, prompt, req.token_limit(), logprobs, req.prompt_logprobs)
 
     def start(self, req: ChatCompletionRequest) -> tuple[list[int], list]:
         self.check_model(req.model)

@@ -39,18 +39,8 @@ class CompletionServing(Serving):
         return out
 
     def params(self, req: CompletionRequest, prompt: list[int]) -> SamplingParams:
-        max_tokens = self.check_request(prompt, req.max_tokens, req.n)
-        return SamplingParams(
-            max_tokens=max_tokens,
-            temperature=req.temperature,
-            top_p=req.top_p,
-            n=req.n,
-            stop=tuple(req.stop_list()),
-            seed=req.seed,
-            logprobs=req.logprobs,
-            prompt_logprobs=req.logprobs if (req.echo and req.logprobs is not None) else None,
-            ignore_eos=req.ignore_eos,
-        )
+        echo_lp = req.logprobs if (req.echo and req.logprobs is not None) else None
+        return self.sampling(req, prompt, req.max_tokens, req.logprobs, echo_lp)
 
     def start(self, req: CompletionRequest) -> tuple[list[list[int]], list]:
         self.check_model(req.model)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
+from burnish.data.packing import left_pad_prompts, left_pad_tensor
 from burnish.errors import BurnishError, ConfigError
 from burnish.kvcache.attention import disable_kv_attention, enable_kv_attention
 from burnish.kvcache.registry import build_kv_cache
@@ -289,13 +290,8 @@ class ServeEngine:
 
     def _admit(self, streams: list[GenerationStream]) -> None:
         """Prefill ``streams``' prompts together and add their choices as a cohort."""
-        seqs = [s.prompt for s in streams]
-        longest = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), longest), self.pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, s in enumerate(seqs):
-            ids[r, longest - len(s) :] = torch.tensor(s)
-            mask[r, longest - len(s) :] = 1
+        ids, mask = left_pad_prompts([s.prompt for s in streams], self.pad)
+        longest = ids.shape[1]
         ids, mask = ids.to(self.device), mask.to(self.device)
         cache = self._new_cache()
         want_prompt = any(s.params.prompt_logprobs is not None for s in streams)
@@ -434,7 +430,7 @@ def _merge(a: _Cohort, b: _Cohort) -> _Cohort:
     """One cohort with ``a``'s rows then ``b``'s, KV and masks left-padded to one length (fp:
     columns that are padding in every row dropped)."""
     length = max(a.mask.shape[1], b.mask.shape[1])
-    mask = torch.cat([_left_pad(a.mask, length, 1), _left_pad(b.mask, length, 1)])
+    mask = torch.cat([left_pad_tensor(a.mask, length, 1), left_pad_tensor(b.mask, length, 1)])
     pos, logits = torch.cat([a.pos, b.pos]), torch.cat([a.logits, b.logits])
     if a.quantized:
         a.cache.absorb(b.cache)
@@ -442,19 +438,12 @@ def _merge(a: _Cohort, b: _Cohort) -> _Cohort:
     keep = mask.any(0)
     cache = DynamicCache()
     for i, (la, lb) in enumerate(zip(a.cache.layers, b.cache.layers, strict=True)):
-        k = torch.cat([_left_pad(la.keys, length, 2), _left_pad(lb.keys, length, 2)])
-        v = torch.cat([_left_pad(la.values, length, 2), _left_pad(lb.values, length, 2)])
+        k = torch.cat([left_pad_tensor(la.keys, length, 2), left_pad_tensor(lb.keys, length, 2)])
+        v = torch.cat(
+            [left_pad_tensor(la.values, length, 2), left_pad_tensor(lb.values, length, 2)]
+        )
         cache.update(k[:, :, keep], v[:, :, keep], i)
     return _Cohort(cache, mask[:, keep], pos, logits, a.choices + b.choices, False)
-
-
-def _left_pad(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
-    missing = length - x.shape[dim]
-    if missing <= 0:
-        return x
-    shape = list(x.shape)
-    shape[dim] = missing
-    return torch.cat([x.new_zeros(shape), x], dim=dim)
 
 
 def _find_stop(text: str, stops: tuple[str, ...], sent: int) -> tuple[int, str] | None:

@@ -22,6 +22,7 @@ __all__ = [
     "ErrorResponse",
     "ModelCard",
     "ModelList",
+    "SamplingFields",
     "StreamOptions",
     "UsageInfo",
     "new_id",
@@ -59,7 +60,7 @@ def _stops(value: str | list[str] | None) -> list[str]:
     return stops
 
 
-class _Sampling(_Strict):
+class SamplingFields(_Strict):
     """Fields both endpoints share."""
 
     model: str
@@ -92,7 +93,7 @@ class _Sampling(_Strict):
         return _stops(self.stop)
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingFields):
     """``POST /v1/completions``."""
 
     prompt: str | list[str] | list[int] | list[list[int]]
@@ -133,7 +134,7 @@ class ChatMessage(_Strict):
         return "".join(part.text for part in self.content)
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatCompletionRequest(SamplingFields):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)

@@ -21,7 +21,7 @@ from burnish.serve.engine import (
     TokenInfo,
 )
 from burnish.serve.limits import ServeLimits
-from burnish.serve.protocol import ErrorBody, ErrorResponse
+from burnish.serve.protocol import ErrorBody, ErrorResponse, SamplingFields
 
 __all__ = ["APIError", "ChoiceResult", "Serving", "sse"]
 
@@ -135,6 +135,27 @@ class Serving:
                 "max_tokens",
             )
         return max_tokens
+
+    def sampling(
+        self,
+        req: SamplingFields,
+        prompt: list[int],
+        max_tokens: int | None,
+        logprobs: int | None,
+        prompt_logprobs: int | None,
+    ) -> SamplingParams:
+        """The engine's parameters for ``req`` on ``prompt`` (caps checked)."""
+        return SamplingParams(
+            max_tokens=self.check_request(prompt, max_tokens, req.n),
+            temperature=req.temperature,
+            top_p=req.top_p,
+            n=req.n,
+            stop=tuple(req.stop_list()),
+            seed=req.seed,
+            logprobs=logprobs,
+            prompt_logprobs=prompt_logprobs,
+            ignore_eos=req.ignore_eos,
+        )
 
     def submit(self, prompts: list[list[int]], params: list[SamplingParams]) -> list:
         """Queue one engine request per prompt (all or none: 429 when the queue is full)."""
