@@ -51,7 +51,7 @@ def test_rows_decode_the_same_after_absorb(policy, kind) -> None:
     a_ids = tok("Q: 12+7-4*3+9-1=")["input_ids"]  # longer: several chunks quantized
     b_ids = tok("Q: 5+6=")["input_ids"]
     feed_a = torch.tensor(tok("1+2+3+4+5+6+7+8+9")["input_ids"][:14])
-    feed_b = torch.tensor(tok("9-8-7-6-5-4-3-2")["input_ids"][:9])
+    feed_b = torch.tensor(tok("9-8-7-6-5-4-3-2-1")["input_ids"][:13])
     try:
         # References: each row alone.
         ca = _cache(kind, model)
@@ -85,6 +85,19 @@ def test_rows_decode_the_same_after_absorb(policy, kind) -> None:
             logits, mask, pos = _step(model, ca, mask, pos, tokens)
             assert torch.allclose(logits[0], ref_a[j], atol=1e-4)
             assert torch.allclose(logits[1], ref_b[j], atol=1e-4)
+        # The long row leaves; the slots that are now padding for every row are dropped.
+        ca.batch_select_indices(torch.tensor([1]))
+        mask, pos = mask[1:], pos[1:]
+        n = int(mask[0].int().argmax())
+        assert n > 0
+        ca.trim_left(n)
+        mask = mask[:, n:]
+        assert ca.get_seq_length() == mask.shape[1]
+        for j in range(9, 13):
+            logits, mask, pos = _step(model, ca, mask, pos, feed_b[j][None])
+            assert torch.allclose(logits[0], ref_b[j], atol=1e-4)
+        with pytest.raises(ConfigError, match="cannot drop"):
+            ca.trim_left(1)
     finally:
         model.set_attn_implementation("sdpa")
 

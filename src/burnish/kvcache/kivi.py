@@ -305,6 +305,29 @@ class KIVILayer(CacheLayerMixin):
         self.keys = torch.cat([self.keys.new_zeros(b, h, n, d), self.keys], -2)
         self.key_start = start
 
+    def trim_left(self, n: int) -> None:
+        """Drop the ``n`` oldest slots, padding in every row (after rows left the batch)."""
+        if n <= 0:
+            return
+        if n > int(self.pad.min()):
+            raise ConfigError(f"cannot drop {n} slots: some row has only {int(self.pad.min())}")
+        self.pad = self.pad - n
+        start = self.key_start - n
+        if start < 0:  # the residual's first slots were padding too
+            self.keys = self.keys[..., -start:, :].clone()
+            start = 0
+        self.key_start = start
+        coded = self.value_q.codes.shape[-2]
+        q, k = self.value_q, min(n, coded)
+        self.value_q = quant.Quantized(
+            q.codes[..., k:, :].clone(), q.scale[..., k:, :].clone(), q.zero[..., k:, :].clone(),
+            q.bits, q.n,
+        )  # fmt: skip
+        if n > coded:
+            self.values = self.values[..., n - coded :, :].clone()
+        if self.valid is not None:
+            self.valid = self.valid[:, n:].clone()
+
     def cat_batch(self, other: KIVILayer) -> None:
         """Append ``other``'s rows after this layer's; both must already share length, key
         residual start, value split and validity width (:meth:`QuantizedKVCache.absorb`)."""
@@ -633,6 +656,12 @@ class QuantizedKVCache(Cache):
             a.lower_key_start(start)
             b.lower_key_start(start)
             a.cat_batch(b)
+
+    def trim_left(self, n: int) -> None:
+        """Drop the ``n`` oldest slots of every layer; they must be padding in every row
+        (the caller drops the same columns of its attention mask)."""
+        for layer in self.layers:
+            layer.trim_left(n)
 
     def nbytes(self) -> dict[str, int]:
         """Exact bytes held by all layers, by kind (see the layer's ``nbytes``) and ``total``."""

@@ -122,6 +122,11 @@ class SQuatPreLayer(SQuatLayer):
         if self.positions is not None:
             self.positions = fn(self.positions)
 
+    def trim_left(self, n: int) -> None:
+        super().trim_left(n)
+        if n > 0:
+            self.positions = self.positions[:, n:].clone()
+
     def left_pad_to(self, length: int, residual_values: int, validity_width: int) -> None:
         shift = length - self.get_seq_length()
         super().left_pad_to(length, residual_values, validity_width)

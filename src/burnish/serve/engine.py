@@ -323,7 +323,7 @@ class ServeEngine:
         )
         if self._cohorts:
             cohort = _merge(self._cohorts.pop(), cohort)
-        self._cohorts.append(cohort)
+        self._cohorts.append(_trim(cohort))
 
     def _new_cache(self) -> object:
         if self.kv_cache is None:
@@ -387,6 +387,7 @@ class ServeEngine:
             cohort.mask, cohort.pos = cohort.mask[index], cohort.pos[index]
             cohort.choices = [choices[b] for b in keep]
             tokens = tokens[index]
+            _trim(cohort)
         self.stats.running = sum(len(co.choices) for co in self._cohorts)
         cohort.mask = torch.cat([cohort.mask, torch.ones_like(cohort.mask[:, :1])], dim=1)
         out = self.model(
@@ -444,6 +445,22 @@ def _merge(a: _Cohort, b: _Cohort) -> _Cohort:
         )
         cache.update(k[:, :, keep], v[:, :, keep], i)
     return _Cohort(cache, mask[:, keep], pos, logits, a.choices + b.choices, False)
+
+
+def _trim(cohort: _Cohort) -> _Cohort:
+    """Drop the oldest columns that are padding in every row (left behind by rows that left,
+    or by a long row's merge), from the mask and the cache; returns ``cohort``."""
+    real = cohort.mask.any(0)
+    n = int(real.int().argmax()) if bool(real.any()) else 0
+    if n == 0:
+        return cohort
+    cohort.mask = cohort.mask[:, n:]
+    if cohort.quantized:
+        cohort.cache.trim_left(n)
+    else:
+        for layer in cohort.cache.layers:
+            layer.keys, layer.values = layer.keys[:, :, n:], layer.values[:, :, n:]
+    return cohort
 
 
 def _find_stop(text: str, stops: tuple[str, ...], sent: int) -> tuple[int, str] | None:
