@@ -125,22 +125,41 @@ def test_sigterm_drains_requests_in_flight_and_exits_143() -> None:
             _post(s.url, _body(max_tokens=1), timeout=5)
 
 
-def test_other_hosts_get_a_warning(tmp_path) -> None:
+def test_other_hosts_get_a_warning_and_port_zero_says_which_port() -> None:
+    import re
     import subprocess
     import sys
 
-    from tests.serve.conftest import free_port, wait_healthy
+    from tests.serve.conftest import wait_healthy
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "burnish", "serve", MODEL, "--host", "0.0.0.0"]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port), "--log-level", "warning"],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    cmd = [sys.executable, "-m", "burnish", "serve", MODEL, "--host", "0.0.0.0", "--port", "0"]
+    proc = subprocess.Popen([*cmd, "--log-level", "warning"], stderr=subprocess.PIPE, text=True)
+    lines = []
     try:
+        while not lines or "serving" not in lines[-1]:
+            line = proc.stderr.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        port = int(re.search(r"http://0\.0\.0\.0:(\d+)", lines[-1]).group(1))
+        assert port > 0
         wait_healthy(f"http://127.0.0.1:{port}", proc)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-    assert "reachable from other machines and has no --api-key" in proc.stderr.read()
+    assert "reachable from other machines and has no --api-key" in "".join(lines)
+
+
+def test_a_port_in_use_is_one_clear_error() -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "burnish", "serve", MODEL, "--port", str(port)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert done.stderr.count("error:") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import typer
@@ -99,6 +100,8 @@ def serve_command(
             + ("" if api_key else " and has no --api-key"),
             err=True,
         )
+    sock = _listen(host, port)  # first: a port in use is reported before the model loads
+    port = sock.getsockname()[1]
     model_obj, tok = load_model(
         resolve_model(model),
         dtype=dtype,
@@ -114,11 +117,26 @@ def serve_command(
     name = served_model_name or model
     app = build_app(engine, tok, name, limits, api_key, its=its)
     config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=drain_timeout,
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain_timeout
     )
     typer.echo(f"serving {name} (kv cache {kv_cache}) on http://{host}:{port}", err=True)
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (port 0: a free one); ConfigError naming the
+    address when it cannot be had (in use, no such interface)."""
+    from burnish.errors import ConfigError
+
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(2048)
+    except OSError as e:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port (0: any "
+            "free one) or --host"
+        ) from None
+    return sock
