@@ -151,3 +151,22 @@ def test_unreachable_endpoint_is_a_clear_error() -> None:
     eng = OpenAIEngine(f"http://127.0.0.1:{port}", "m", retries=2, backoff=0.01, timeout=2)
     with pytest.raises(EngineError, match=r"after 3 attempt\(s\).*OpenAI-compatible server"):
         asyncio.run(_greedy(eng, "chain 1+1"))
+
+
+def test_logprob_scoring_refuses_a_server_without_logprobs(policy) -> None:
+    """The minimal server above returns no log-probabilities: --prm logprob must say so rather
+    than rank particles on zeros."""
+    from burnish.errors import ConfigError
+    from burnish.scaling.reward import LogProbReward
+
+    model, tok = policy
+    server, _ = _serve(model, tok)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        remote = OpenAIEngine(url, "arith-policy", _render(tok))
+        got, _ = asyncio.run(_greedy(remote, "chain 2*3*4-1"))
+        assert any(x != x for x in got.step_logprobs)  # NaN: no logprobs came back
+        with pytest.raises(ConfigError, match="no token log-probabilities"):
+            asyncio.run(LogProbReward().score("chain 2*3*4-1", [got]))
+    finally:
+        server.shutdown()

@@ -9,7 +9,8 @@ Each extension is one request with ``stop=[delimiter]`` and ``max_tokens`` = the
   ``continue_final_message``), so the server applies its own chat template.
 
 Every request asks for the sampled tokens' log-probabilities (``logprobs``), which become the
-particle's ``step_logprobs`` (what ``--prm logprob`` scores). A step ended at the delimiter or
+particle's ``step_logprobs`` (what ``--prm logprob`` scores; NaN for a step whose reply carried
+text but no log-probabilities). A step ended at the delimiter or
 at end-of-sequence is told apart by vLLM's ``stop_reason`` (the stop string, or null for EOS);
 a server that does not send it (OpenAI's own API, llama.cpp) only says ``finish_reason
 "stop"``: then a step with text is read as ended by the delimiter, and an empty one as EOS (an
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import urllib.error
 import urllib.request
@@ -140,7 +142,9 @@ class OpenAIEngine:
         step = text.split(d)[0]
         steps = (*p.steps, step)
         why = finish_reason(step, len(steps), hit_eos, hit_delim, self.step)
-        mean = sum(logps) / len(logps) if logps else 0.0
+        # No log-probabilities for a step that has text: the server ignored `logprobs`; NaN
+        # marks it, so a search scored by them fails clearly instead of ranking on zeros.
+        mean = sum(logps) / len(logps) if logps else (math.nan if text else 0.0)
         return p.child(
             problem.next_uid(),
             steps=steps,

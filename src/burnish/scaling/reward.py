@@ -412,6 +412,11 @@ class LogProbReward:
         out = []
         for p in particles:
             lps = list(p.step_logprobs)
+            if any(math.isnan(x) for x in lps):
+                raise ConfigError(
+                    "the policy engine returned no token log-probabilities (its server ignores "
+                    "`logprobs`), so --prm logprob cannot score the particles; use a PRM"
+                )
             if whole and lps:
                 lps = [sum(lps) / len(lps)]
             out.append([math.exp(x) for x in lps])
