@@ -188,3 +188,29 @@ def test_bad_engine_options_are_config_errors(policy) -> None:
         ServeEngine(model, tok, max_batch=0)
     with pytest.raises(ConfigError):
         ServeEngine(model, tok, kv_cache="nope")
+
+
+def test_closing_fails_waiting_and_new_requests(policy) -> None:
+    from burnish.serve.engine import EngineClosedError
+
+    model, tok = policy
+    eng = ServeEngine(model, tok, max_batch=1)
+    params = SamplingParams(max_tokens=300, temperature=0, ignore_eos=True)
+
+    async def go():
+        running = eng.submit(ids(tok, PROMPTS[0]), params)
+        waiting = eng.submit(ids(tok, PROMPTS[1]), params)  # no batch slot: it waits
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(eng.close)
+        outcomes = []
+        for stream in (running, waiting):
+            try:
+                await asyncio.wait_for(collect(stream), timeout=10)
+                outcomes.append("finished")
+            except EngineClosedError:
+                outcomes.append("closed")
+        with pytest.raises(EngineClosedError):
+            eng.submit(ids(tok, PROMPTS[2]), params)
+        return outcomes
+
+    assert asyncio.run(go()) == ["closed", "closed"]

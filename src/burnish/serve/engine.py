@@ -41,6 +41,7 @@ from burnish.serve.sampling import sample_rows, top_logprobs
 __all__ = [
     "BATCH_BUCKETS",
     "Delta",
+    "EngineClosedError",
     "EngineStats",
     "GenerationStream",
     "QueueFullError",
@@ -54,6 +55,10 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)  # decode batch-size histogram buc
 
 class QueueFullError(BurnishError):
     """The engine's waiting queue is full (the server answers 429)."""
+
+
+class EngineClosedError(BurnishError):
+    """The engine was closed (the server answers 503)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,8 @@ class ServeEngine:
         """Queue a request (call from the event loop); QueueFullError when the queue is full."""
         stream = GenerationStream(asyncio.get_running_loop(), prompt, params)
         with self._wake:
+            if self._stopping:
+                raise EngineClosedError("the engine is shut down; no new requests are taken")
             if len(self._waiting) >= self.max_queue:
                 raise QueueFullError(
                     f"{len(self._waiting)} requests are already waiting (the limit); retry later"
@@ -264,7 +271,9 @@ class ServeEngine:
                         self._step(cohort)
             except Exception as e:  # a model failure fails the requests in flight, not the server
                 self._fail_all(admitted, e)
-        self._fail_all([], BurnishError("the server is shutting down"))
+        with self._wake:
+            waiting, self._waiting = list(self._waiting), deque()
+        self._fail_all(waiting, EngineClosedError("the server is shutting down"))
 
     def _take_admissible(self) -> list[GenerationStream]:
         """Waiting requests that fit in the batch (FIFO; cancelled ones dropped)."""

@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 
 from burnish.serve.engine import (
     Delta,
+    EngineClosedError,
     GenerationStream,
     QueueFullError,
     SamplingParams,
@@ -163,10 +164,12 @@ class Serving:
         try:
             for p, sp in zip(prompts, params, strict=True):
                 streams.append(self.engine.submit(p, sp))
-        except QueueFullError as e:
+        except (QueueFullError, EngineClosedError) as e:
             for s in streams:
                 s.cancel()
-            raise APIError(429, f"the server is busy: {e}") from None
+            if isinstance(e, QueueFullError):
+                raise APIError(429, f"the server is busy: {e}") from None
+            raise APIError(503, str(e)) from None
         return streams
 
     async def events(
