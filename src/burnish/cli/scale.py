@@ -31,6 +31,23 @@ _SETTINGS_HELP = {
 }
 
 
+_ENGINE_OPT = typer.Option(
+    None,
+    "--engine",
+    help="Sample the policy from an OpenAI-compatible server at this URL (burnish serve, "
+    "vLLM, ...) through /v1/chat/completions instead of loading it here.",
+)
+_SERVED_OPT = typer.Option(
+    None, "--model", help="With --engine: the model name the server expects (default MODEL)."
+)
+_KEY_OPT = typer.Option(
+    None, envvar=API_KEY_ENV, help=f"With --engine: Bearer token (env {API_KEY_ENV})."
+)
+_PRM_OPT = typer.Option(
+    None, "--prm", help="PRM directory or zoo name (arith-prm), or 'logprob' (reward-free)."
+)
+
+
 def _setting(name: str) -> object:
     """The option of one search setting; unset, it takes SearchSettings' default (shown)."""
     return typer.Option(None, help=f"{_SETTINGS_HELP[name]} (default {_d(name)}).")
@@ -40,21 +57,10 @@ def scale_command(
     model: str | None = typer.Argument(
         None, help="Policy model directory or zoo name (or the served name, with --engine)."
     ),
-    engine: str | None = typer.Option(
-        None,
-        "--engine",
-        help="Sample the policy from an OpenAI-compatible server at this URL (burnish serve, "
-        "vLLM, ...) through /v1/chat/completions instead of loading it here.",
-    ),
-    served_model: str | None = typer.Option(
-        None, "--model", help="With --engine: the model name the server expects (default MODEL)."
-    ),
-    api_key: str | None = typer.Option(
-        None, envvar=API_KEY_ENV, help=f"With --engine: Bearer token (env {API_KEY_ENV})."
-    ),
-    prm: str | None = typer.Option(
-        None, "--prm", help="PRM directory or zoo name (arith-prm), or 'logprob' (reward-free)."
-    ),
+    engine: str | None = _ENGINE_OPT,
+    served_model: str | None = _SERVED_OPT,
+    api_key: str | None = _KEY_OPT,
+    prm: str | None = _PRM_OPT,
     prm_kind: str | None = PRM_KIND_OPT,
     algo: str = typer.Option("pf", "--algo", help="Search algorithm or alias (pf, pg, pt, ...)."),
     budget: int = typer.Option(16, "--budget", help="particles x sweeps x chains."),
@@ -97,17 +103,11 @@ def scale_command(
     Writes one JSONL row per problem and OUTPUT.summary.json. A search option not given takes
     the default shown (from burnish.scaling.settings.SearchSettings)."""
     from burnish.config import parse_overrides
-    from burnish.errors import ConfigError
     from burnish.scaling.run import run_search
 
     given = locals()
     options = {name: given[name] for name in _SETTINGS_HELP if given[name] is not None}
-    if engine is None and (model is None or served_model is not None):
-        raise ConfigError("give the policy MODEL (or --engine URL with --model NAME)")
-    if engine is not None:
-        model = served_model or model
-        if model is None:
-            raise ConfigError("--engine needs the served model's name: --model NAME")
+    model = _policy_name(model, engine, served_model)
     passed = ("concurrency", "device", "problems", "problem_seed", "prm_kind", "resume")
     passed += ("overwrite", "allow_pickle", "chat_template", "engine", "api_key")
     summary = run_search(
@@ -130,3 +130,16 @@ def scale_command(
         f"(re-encoding would be {tokens['reencode']:.0f}), prm {tokens['prm']:.0f}; "
         f"results in {output}"
     )
+
+
+def _policy_name(model: str | None, engine: str | None, served_model: str | None) -> str:
+    """The policy: MODEL to load here, or with --engine the served name (--model or MODEL)."""
+    from burnish.errors import ConfigError
+
+    if engine is None:
+        if model is None or served_model is not None:
+            raise ConfigError("give the policy MODEL (or --engine URL with --model NAME)")
+        return model
+    if (served_model or model) is None:
+        raise ConfigError("--engine needs the served model's name: --model NAME")
+    return served_model or model

@@ -76,14 +76,6 @@ def serve_command(
 
     The server binds 127.0.0.1 unless told otherwise with --host. SIGTERM stops accepting
     connections and lets requests in flight finish for up to --drain-timeout seconds."""
-    import uvicorn
-
-    from burnish.models import load_model
-    from burnish.models.zoo import resolve_model
-    from burnish.scaling.reward import reward_model
-    from burnish.serve import ServeEngine, build_app
-    from burnish.serve.its import ITSService
-
     limits = ServeLimits(
         max_tokens=max_tokens_cap,
         max_n=max_n,
@@ -101,25 +93,48 @@ def serve_command(
             err=True,
         )
     sock = _listen(host, port)  # first: a port in use is reported before the model loads
+    given = locals()
+    app = _build(model, limits, **{k: given[k] for k in _BUILD_ARGS})
     port = sock.getsockname()[1]
+    typer.echo(f"serving {app.state.model_name} (kv cache {kv_cache}) on http://{host}:{port}",
+               err=True)  # fmt: skip
+    _run(app, sock, host, port, log_level, drain_timeout)
+
+
+_BUILD_ARGS = ("served_model_name", "api_key", "kv_cache", "kv_bits", "prm", "prm_kind")
+_BUILD_ARGS += ("its_algorithm", "device", "dtype", "allow_pickle", "chat_template")
+
+
+def _build(model: str, limits: ServeLimits, **o: object):
+    """The app: the model loaded, its engine, the searches' reward model."""
+    from burnish.models import load_model
+    from burnish.models.zoo import resolve_model
+    from burnish.scaling.reward import reward_model
+    from burnish.serve import ServeEngine, build_app
+    from burnish.serve.its import ITSService
+
     model_obj, tok = load_model(
         resolve_model(model),
-        dtype=dtype,
-        device=device,
-        allow_pickle=allow_pickle,
-        chat_template=chat_template,
+        dtype=o["dtype"],
+        device=o["device"],
+        allow_pickle=o["allow_pickle"],
+        chat_template=o["chat_template"],
     )
     engine = ServeEngine(
-        model_obj, tok, kv_cache, kv_bits, max_batch=limits.max_batch, max_queue=limits.max_queue
+        model_obj, tok, o["kv_cache"], o["kv_bits"], limits.max_batch, limits.max_queue
     )
-    reward = reward_model(prm, device=device, kind=prm_kind, allow_pickle=allow_pickle)
-    its = ITSService(engine, tok, reward, its_algorithm, max_budget=limits.max_budget)
-    name = served_model_name or model
-    app = build_app(engine, tok, name, limits, api_key, its=its)
+    reward = reward_model(o["prm"], o["device"], o["prm_kind"], o["allow_pickle"])
+    its = ITSService(engine, tok, reward, o["its_algorithm"], max_budget=limits.max_budget)
+    name = o["served_model_name"] or model
+    return build_app(engine, tok, name, limits, o["api_key"], its=its)
+
+
+def _run(app, sock: socket.socket, host: str, port: int, log_level: str, drain: float) -> None:
+    import uvicorn
+
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain_timeout
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain
     )
-    typer.echo(f"serving {name} (kv cache {kv_cache}) on http://{host}:{port}", err=True)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -138,8 +137,6 @@ class GenerationStream:
         self.loop, self.prompt, self.params = loop, prompt, params
         self.queue: asyncio.Queue = asyncio.Queue()
         self.cancelled = False
-        self.finished = 0  # choices done (worker thread)
-        self.created = time.monotonic()
 
     def cancel(self) -> None:
         """Stop generating for this request at the next step boundary (idempotent)."""
