@@ -197,6 +197,11 @@ class SeparatorRewardModel:
         steps = [p.steps for p in particles]
         return await self._batcher.submit((prompt, steps, whole, usage))
 
+    def serve_in_thread(self) -> None:
+        """Score on a worker thread from now on, so the caller's event loop keeps serving
+        other requests while the PRM runs (what ``burnish serve`` does)."""
+        self._batcher.offload = True
+
     def score_texts(
         self, prompt: str, steps_list: Sequence[Sequence[str]], whole: bool = False
     ) -> list[list[float]]:

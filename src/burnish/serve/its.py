@@ -114,7 +114,8 @@ class ITSService:
     Args:
         engine, tokenizer: the serving engine and its tokenizer.
         reward: the reward model the server was started with (``--prm``), or None (then only
-            reward-free algorithms run).
+            reward-free algorithms run). A PRM model is switched to scoring on a worker thread
+            (``serve_in_thread``), so HTTP handling goes on while it scores.
         algorithm: the default search (``--its-algorithm``); a request may name another.
         step: step delimiter and limits of the searches.
         max_budget: the largest budget accepted (:class:`~burnish.serve.limits.ServeLimits`).
@@ -130,6 +131,8 @@ class ITSService:
         max_budget: int = ServeLimits.max_budget,
     ) -> None:
         self.reward, self.max_budget = reward, max_budget
+        if hasattr(reward, "serve_in_thread"):  # a PRM model: keep it off the event loop
+            reward.serve_in_thread()
         self.algorithm = get_algorithm(algorithm).name
         self.steps = ServeStepEngine(engine, tokenizer, step or StepConfig())
 
