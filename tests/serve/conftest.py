@@ -40,6 +40,17 @@ def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float 
     raise TimeoutError(f"{url} not healthy after {timeout} s")
 
 
+async def greedy(engine, prompt: str):
+    """The particle a search engine's greedy steps give for ``prompt``, to the end."""
+    from burnish.scaling.particles import Problem
+
+    problem = Problem(prompt)
+    parts = await engine.start(problem, 1)
+    while not parts[0].finished:
+        parts = await engine.extend(problem, parts, 0.0)
+    return parts[0]
+
+
 @dataclass
 class Server:
     url: str

@@ -10,23 +10,14 @@ import urllib.request
 
 import openai
 import pytest
-from tests.serve.conftest import MODEL, subprocess_server
+from tests.serve.conftest import MODEL, greedy, subprocess_server
 
 from burnish.scaling.engine import StepConfig
 from burnish.scaling.hf_engine import HFEngine
-from burnish.scaling.particles import Problem
 from burnish.serve.engine import ServeEngine
 from burnish.serve.its import ServeStepEngine
 
 PROMPT = "chain 12+7-4"
-
-
-async def _greedy(engine, prompt: str):
-    problem = Problem(prompt)
-    parts = await engine.start(problem, 1)
-    while not parts[0].finished:
-        parts = await engine.extend(problem, parts, 0.0)
-    return parts[0]
 
 
 def test_step_engine_over_the_server_engine_equals_in_process(policy) -> None:
@@ -35,8 +26,8 @@ def test_step_engine_over_the_server_engine_equals_in_process(policy) -> None:
     try:
         steps = ServeStepEngine(serve, tok, StepConfig())
         for prompt in (PROMPT, "chain 2*3*4-1"):
-            got = asyncio.run(_greedy(steps, prompt))
-            want = asyncio.run(_greedy(HFEngine(model, tok), prompt))
+            got = asyncio.run(greedy(steps, prompt))
+            want = asyncio.run(greedy(HFEngine(model, tok), prompt))
             assert got.steps == want.steps and got.finish_reason == want.finish_reason
             assert got.token_ids == want.token_ids
             for a, b in zip(got.step_logprobs, want.step_logprobs, strict=True):

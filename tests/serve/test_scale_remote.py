@@ -7,23 +7,14 @@ import asyncio
 import json
 
 import pytest
-from tests.serve.conftest import KEY, MODEL
+from tests.serve.conftest import KEY, MODEL, greedy
 
 from burnish.cli import main
 from burnish.scaling.engine import StepConfig
 from burnish.scaling.hf_engine import HFEngine
 from burnish.scaling.openai_engine import OpenAIEngine
-from burnish.scaling.particles import Problem
 
 PROMPTS = ["chain 2*3*4-1", "chain 12+7-4", "chain 9-3+8"]
-
-
-async def _greedy(engine, prompt: str):
-    problem = Problem(prompt)
-    parts = await engine.start(problem, 1)
-    while not parts[0].finished:
-        parts = await engine.extend(problem, parts, 0.0)
-    return parts[0]
 
 
 def _render(tok):
@@ -39,7 +30,7 @@ def test_greedy_steps_through_the_server_equal_in_process(server, policy, endpoi
     remote = OpenAIEngine(server.url, MODEL, render, endpoint=endpoint, api_key=KEY)
     local = HFEngine(model, tok, StepConfig())
     for prompt in PROMPTS:
-        got, want = asyncio.run(_greedy(remote, prompt)), asyncio.run(_greedy(local, prompt))
+        got, want = asyncio.run(greedy(remote, prompt)), asyncio.run(greedy(local, prompt))
         assert got.steps == want.steps
         assert got.finish_reason == want.finish_reason
         for a, b in zip(got.step_logprobs, want.step_logprobs, strict=True):
@@ -61,9 +52,9 @@ def test_burnish_scale_through_burnish_serve(server, capsys, tmp_path, monkeypat
     monkeypatch.setenv("BURNISH_API_KEY", KEY)
     monkeypatch.setenv("BURNISH_CACHE", str(tmp_path / "cache"))
     remote = ["--engine", server.url, "--model", MODEL]
-    greedy = ["--algo", "greedy", "--budget", "1"]
-    a = _scale(capsys, tmp_path / "remote.jsonl", *remote, *greedy)
-    b = _scale(capsys, tmp_path / "local.jsonl", MODEL, *greedy)
+    greedy_algo = ["--algo", "greedy", "--budget", "1"]
+    a = _scale(capsys, tmp_path / "remote.jsonl", *remote, *greedy_algo)
+    b = _scale(capsys, tmp_path / "local.jsonl", MODEL, *greedy_algo)
     assert _texts(tmp_path / "remote.jsonl") == _texts(tmp_path / "local.jsonl")
     assert a["accuracy"] == b["accuracy"]
     pf = ["--algo", "pf", "--budget", "4", "--prm", "logprob"]

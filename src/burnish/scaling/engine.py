@@ -7,14 +7,15 @@ them to a server concurrently.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from burnish.errors import BurnishError, ConfigError
 from burnish.scaling.particles import Particle, Problem
 
-__all__ = ["Engine", "EngineError", "StepConfig", "finish_reason"]
+__all__ = ["Engine", "EngineError", "StepConfig", "extend_each", "finish_reason"]
 
 
 class EngineError(BurnishError, ConnectionError):
@@ -80,3 +81,17 @@ class Engine(Protocol):
         ``temperature == 0`` is greedy. Token counts go to ``problem.usage``.
         """
         ...
+
+
+async def extend_each(
+    problem: Problem,
+    particles: Sequence[Particle],
+    one: Callable[[Particle, int], Awaitable[Particle]],
+) -> list[Particle]:
+    """Extend every particle concurrently with ``one(particle, seed)``; the seeds are drawn
+    from the problem's own sampler, one per particle in order (for engines that make one
+    request per particle: the same search seed gives the same requests)."""
+    import torch
+
+    seeds = [int(torch.randint(2**31 - 1, (1,), generator=problem.sampler)) for _ in particles]
+    return list(await asyncio.gather(*(one(p, s) for p, s in zip(particles, seeds, strict=True))))

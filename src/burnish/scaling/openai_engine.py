@@ -32,10 +32,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
-import torch
-
 from burnish.errors import ConfigError
-from burnish.scaling.engine import EngineError, StepConfig, finish_reason
+from burnish.scaling.engine import EngineError, StepConfig, extend_each, finish_reason
 from burnish.scaling.particles import Particle, Problem
 
 __all__ = ["ENDPOINTS", "OpenAIEngine"]
@@ -94,14 +92,8 @@ class OpenAIEngine:
     ) -> list[Particle]:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.concurrency)
-        seeds = [int(torch.randint(2**31 - 1, (1,), generator=problem.sampler)) for _ in particles]
-        return list(
-            await asyncio.gather(
-                *(
-                    self._one(problem, p, temperature, s)
-                    for p, s in zip(particles, seeds, strict=True)
-                )
-            )
+        return await extend_each(
+            problem, particles, lambda p, seed: self._one(problem, p, temperature, seed)
         )
 
     async def _one(self, problem: Problem, p: Particle, temperature: float, seed: int):

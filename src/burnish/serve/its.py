@@ -15,19 +15,17 @@ the response's ``its`` field. Nothing is global: each request gets its own
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-import torch
 from transformers import PreTrainedTokenizerBase
 
 from burnish.errors import ConfigError
 from burnish.models.io import chat_text
 from burnish.scaling.algorithms import SearchOptions, get_algorithm, split_budget
-from burnish.scaling.engine import StepConfig, finish_reason
+from burnish.scaling.engine import StepConfig, extend_each, finish_reason
 from burnish.scaling.particles import Particle, Problem
 from burnish.scaling.reward import RewardModel
 from burnish.serve.engine import Delta, SamplingParams, ServeEngine
@@ -55,14 +53,8 @@ class ServeStepEngine:
     async def extend(
         self, problem: Problem, particles: Sequence[Particle], temperature: float
     ) -> list[Particle]:
-        seeds = [int(torch.randint(2**31 - 1, (1,), generator=problem.sampler)) for _ in particles]
-        return list(
-            await asyncio.gather(
-                *(
-                    self._one(problem, p, temperature, s)
-                    for p, s in zip(particles, seeds, strict=True)
-                )
-            )
+        return await extend_each(
+            problem, particles, lambda p, seed: self._one(problem, p, temperature, seed)
         )
 
     async def _one(self, problem: Problem, p: Particle, temperature: float, seed: int):

@@ -298,10 +298,5 @@ class ChatChunk(BaseModel):
     its: dict[str, Any] | None = None  # burnish: the search's record, on the last chunk
 
 
-class CompletionChunk(BaseModel):
-    id: str
-    object: str = "text_completion"
-    created: int = Field(default_factory=now)
-    model: str
-    choices: list[CompletionChoice]
-    usage: UsageInfo | None = None
+class CompletionChunk(CompletionResponse):
+    """A streamed completions chunk: the response's own shape (as the OpenAI API has it)."""
