@@ -101,19 +101,23 @@ def _routes(app: FastAPI) -> None:
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(body: CompletionRequest, request: Request) -> Any:
-        serving: CompletionServing = request.app.state.completions
-        if body.stream:
-            chunks = serving.stream(body, request.is_disconnected)
-            return StreamingResponse(chunks, media_type="text/event-stream", headers=_SSE_HEADERS)
-        return await serving.complete(body, request.is_disconnected)
+        return await _answer(request.app.state.completions, body, request)
 
     @app.post("/v1/chat/completions", dependencies=auth)
     async def chat(body: ChatCompletionRequest, request: Request) -> Any:
-        serving: ChatServing = request.app.state.chat
-        if body.stream:
-            chunks = serving.stream(body, request.is_disconnected)
-            return StreamingResponse(chunks, media_type="text/event-stream", headers=_SSE_HEADERS)
-        return await serving.complete(body, request.is_disconnected)
+        return await _answer(request.app.state.chat, body, request)
+
+
+async def _answer(
+    serving: CompletionServing | ChatServing,
+    body: CompletionRequest | ChatCompletionRequest,
+    request: Request,
+) -> Any:
+    """The endpoint's answer: an SSE stream, or the whole response."""
+    if body.stream:
+        chunks = serving.stream(body, request.is_disconnected)
+        return StreamingResponse(chunks, media_type="text/event-stream", headers=_SSE_HEADERS)
+    return await serving.complete(body, request.is_disconnected)
 
 
 def _error_response(e: APIError) -> JSONResponse:

@@ -216,7 +216,7 @@ class ServeEngine:
             build_kv_cache(self.kv_cache, model, bits=kv_bits).restore_attention()
             self._previous_attn = enable_kv_attention(model)
         self._waiting: deque[GenerationStream] = deque()
-        self._cohorts: list[_Cohort] = []
+        self._batch: _Cohort | None = None  # every admitted cohort is merged into it
         self._wake = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="burnish-serve-engine", daemon=True)
@@ -255,7 +255,7 @@ class ServeEngine:
     def _run(self) -> None:
         while True:
             with self._wake:
-                while not (self._stopping or self._waiting or self._cohorts):
+                while not (self._stopping or self._waiting or self._batch):
                     self._wake.wait()
                 if self._stopping:
                     break
@@ -264,8 +264,8 @@ class ServeEngine:
                 with torch.no_grad():
                     if admitted:
                         self._admit(admitted)
-                    for cohort in list(self._cohorts):
-                        self._step(cohort)
+                    if self._batch is not None:
+                        self._step(self._batch)
             except Exception as e:  # a model failure fails the requests in flight, not the server
                 self._fail_all(admitted, e)
         with self._wake:
@@ -274,23 +274,27 @@ class ServeEngine:
 
     def _take_admissible(self) -> list[GenerationStream]:
         """Waiting requests that fit in the batch (FIFO; cancelled ones dropped)."""
-        free = self.max_batch - sum(len(c.choices) for c in self._cohorts)
+        free = self.max_batch - self._running()
         taken: list[GenerationStream] = []
         while self._waiting:
             head = self._waiting[0]
             if head.cancelled:
                 self._waiting.popleft()
                 continue
-            if head.params.n > free and (taken or self._cohorts):
+            if head.params.n > free and (taken or self._batch):
                 break
             taken.append(self._waiting.popleft())
             free -= head.params.n
         return taken
 
+    def _running(self) -> int:
+        return 0 if self._batch is None else len(self._batch.choices)
+
     def _fail_all(self, extra: list[GenerationStream], error: BaseException) -> None:
-        streams = {id(c.stream): c.stream for co in self._cohorts for c in co.choices}
+        batch = self._batch.choices if self._batch is not None else []
+        streams = {id(c.stream): c.stream for c in batch}
         streams.update({id(s): s for s in extra})
-        self._cohorts = []
+        self._batch = None
         for s in streams.values():
             s.push(error)
 
@@ -327,9 +331,10 @@ class ServeEngine:
         cohort = _Cohort(
             cache, mask[index], mask.sum(-1)[index], logits[index, -1], choices, quantized
         )
-        if self._cohorts:
-            cohort = _merge(self._cohorts.pop(), cohort)
-        self._cohorts.append(_trim(cohort))
+        if self._batch is not None:
+            cohort = _merge(self._batch, cohort)
+        self._batch = _trim(cohort)
+        self.stats.running = self._running()
 
     def _new_cache(self) -> object:
         if self.kv_cache is None:
@@ -384,8 +389,8 @@ class ServeEngine:
                 self._advance(c, tok, infos[b])
         keep = [b for b, c in enumerate(choices) if not (c.done or c.stream.cancelled)]
         if not keep:
-            self._cohorts.remove(cohort)
-            self.stats.running = sum(len(co.choices) for co in self._cohorts)
+            self._batch = None
+            self.stats.running = 0
             return
         index = torch.tensor(keep, device=self.device)
         if len(keep) < len(choices):
@@ -394,7 +399,7 @@ class ServeEngine:
             cohort.choices = [choices[b] for b in keep]
             tokens = tokens[index]
             _trim(cohort)
-        self.stats.running = sum(len(co.choices) for co in self._cohorts)
+        self.stats.running = self._running()
         cohort.mask = torch.cat([cohort.mask, torch.ones_like(cohort.mask[:, :1])], dim=1)
         out = self.model(
             input_ids=tokens[:, None],
