@@ -115,9 +115,9 @@ def test_usage_errors_exit_2_without_traceback(cli) -> None:
     rc, _, err = cli("tasks", "generate")
     assert rc == 2
     assert "Missing argument" in err
-    rc, _, err = cli("eval", "base")  # tasks are optional since --perplexity; one of the two
+    rc, _, err = cli("eval", "base", "--tasks", "nosuchtask")
     assert rc == 2
-    assert "nothing to evaluate: give --tasks NAMES and/or --perplexity" in one_error_line(err)
+    assert "nosuchtask" in one_error_line(err)
     rc, _, err = cli("nosuchcommand")
     assert rc == 2
     assert "No such command" in err

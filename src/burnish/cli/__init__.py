@@ -33,7 +33,8 @@ __all__ = ["Interrupted", "app", "main"]
 app = typer.Typer(
     name="burnish",
     help="Take a small causal LM through its customisation life: tasks, data, SFT, OSFT, "
-    "merging, quantized KV caches, inference-time scaling, evaluation.",
+    "merging, skipping attention blocks, quantized KV caches, serving, inference-time scaling, "
+    "evaluation.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -97,6 +98,7 @@ def _root(
 
 def _register() -> None:
     from burnish.cli import (
+        compress,
         continual,
         data,
         evaluate,
@@ -123,6 +125,8 @@ def _register() -> None:
     app.command("scale")(interruptible(scale.scale_command, scale.kept))
     app.command("eval")(interruptible(evaluate.eval_command, evaluate.kept))
     app.command("serve")(interruptible(serve.serve_command, serve.kept))
+    app.command("hopscotch")(interruptible(compress.hopscotch_command, compress.kept))
+    app.command("hopscotch-export")(interruptible(compress.export_command))
     app.command("quickstart")(interruptible(quickstart.quickstart_command, quickstart.kept))
     _reflow_help(app)
 

@@ -58,13 +58,16 @@ def eval_command(
     from burnish.io import atomic_write_text, check_output_file
 
     names = split_names(tasks)
-    if not names and not perplexity:
-        raise ConfigError("nothing to evaluate: give --tasks NAMES and/or --perplexity")
+    if not names and not perplexity:  # the tasks the model was made for, else every task
+        from burnish.tasks import list_tasks
+
+        names = _made_for(model) or list_tasks()
     if samples > 1 and temperature == 0:
         raise ConfigError("--samples > 1 needs --temperature > 0 (greedy gives one answer)")
     if output is not None:
         check_output_file(output, overwrite)
     doc: dict = {"model": str(model)}
+    _note_skips(model)
     if names:
         doc["results"] = _tasks(model, names, device, dtype, allow_pickle, chat_template, locals())
     if perplexity:
@@ -75,6 +78,40 @@ def eval_command(
         import json
 
         atomic_write_text(output, json.dumps(doc, indent=2) + "\n")
+
+
+def _made_for(model: str) -> list[str]:
+    """The tasks in the card (zoo models) or the hopscotch report of a model directory."""
+    import json
+
+    from burnish.models.zoo import resolve_model
+
+    try:
+        path = resolve_model(model)
+    except Exception:
+        return []
+    for name, key in (("card.json", ("spec", "tasks")), ("hopscotch_report.json", ("tasks",))):
+        if (path / name).is_file():
+            doc = json.loads((path / name).read_text())
+            for k in key:
+                doc = doc.get(k, {}) if isinstance(doc, dict) else {}
+            if isinstance(doc, list) and doc:
+                return [str(t) for t in doc]
+    return []
+
+
+def _note_skips(model: str) -> None:
+    """Say so when the model is a hopscotch checkpoint (its skipped blocks are not run)."""
+    from burnish.models.skipping import read_skip_config
+    from burnish.models.zoo import resolve_model
+
+    try:
+        skips = read_skip_config(resolve_model(model))
+    except Exception:
+        return
+    if skips is not None:
+        whole = f", whole layers {skips.skip_mlp}" if skips.skip_mlp else ""
+        console.print(f"hopscotch: attention of layers {skips.skip_attention} skipped{whole}")
 
 
 def _tasks(model, names, device, dtype, allow_pickle, chat_template, opts: dict) -> dict:

@@ -62,7 +62,7 @@ from typing import ClassVar, TypeVar
 
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
-from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.cache_utils import Cache, CacheLayerMixin, DummyLayer
 
 from burnish.errors import ConfigError
 from burnish.kvcache import quant
@@ -644,6 +644,10 @@ class QuantizedKVCache(Cache):
         if len(self.layers) != len(other.layers):
             raise ConfigError("cannot merge caches holding different numbers of layers")
         for a, b in zip(self.layers, other.layers, strict=True):
+            if isinstance(a, DummyLayer) or isinstance(b, DummyLayer):
+                if type(a) is not type(b):
+                    raise ConfigError("cannot merge caches that skip different layers")
+                continue  # a skipped attention block (Hopscotch): nothing stored
             if a.pending or b.pending:
                 raise ConfigError("cannot merge a cache before its prefill was quantized")
             length = max(a.get_seq_length(), b.get_seq_length())
@@ -660,13 +664,17 @@ class QuantizedKVCache(Cache):
     def trim_left(self, n: int) -> None:
         """Drop the ``n`` oldest slots of every layer; they must be padding in every row
         (the caller drops the same columns of its attention mask)."""
-        for layer in self.layers:
+        for layer in self.kv_layers():
             layer.trim_left(n)
+
+    def kv_layers(self) -> list[KIVILayer]:
+        """The layers that store KV (not the ``DummyLayer`` of a skipped attention block)."""
+        return [layer for layer in self.layers if not isinstance(layer, DummyLayer)]
 
     def nbytes(self) -> dict[str, int]:
         """Exact bytes held by all layers, by kind (see the layer's ``nbytes``) and ``total``."""
         out: dict[str, int] = {}
-        for layer in self.layers:
+        for layer in self.kv_layers():
             for k, v in layer.nbytes().items():
                 out[k] = out.get(k, 0) + v
         return out or self.make_layer(0).nbytes()

@@ -24,6 +24,14 @@ from transformers import (
 
 from burnish.errors import ConfigError, ModelLoadError
 from burnish.io import MODEL_WEIGHT_FILES, atomic_dir
+from burnish.models.skipping import (
+    SKIP_CONFIG_FILE,
+    apply_skip_config,
+    current_skip_config,
+    is_scaled,
+    plain_state_dict,
+    read_skip_config,
+)
 from burnish.seeding import seeded
 
 __all__ = [
@@ -232,6 +240,9 @@ def load_model(
         raise ModelLoadError(
             f"{path}: cannot load the model ({e}); is a weights file truncated or corrupt?"
         ) from None
+    skips = read_skip_config(path)
+    if skips is not None:  # a Hopscotch checkpoint: stock weights + skipped blocks and scales
+        apply_skip_config(model, skips)
     model.to(device)
     model.eval()
     tok = load_tokenizer(path, trust_remote_code=trust_remote_code, chat_template=chat_template)
@@ -261,9 +272,15 @@ def save_model(
     ``dtype`` casts a copy of the weights for saving (the in-memory model is unchanged);
     ``extra_files`` maps file names to text written beside the weights (e.g. a model card);
     ``state_dict`` replaces the model's own (e.g. the gathered full state of a sharded model).
+    A model with scaled layers (Hopscotch) is saved as its stock weights plus
+    ``hopscotch.json``, which :func:`load_model` applies again.
     """
     path = Path(path)
-    with atomic_dir(path, stale=MODEL_WEIGHT_FILES) as tmp:
+    extra_files = dict(extra_files or {})
+    if is_scaled(model):
+        state_dict = plain_state_dict(model, state_dict)
+        extra_files[SKIP_CONFIG_FILE] = current_skip_config(model).to_json()
+    with atomic_dir(path, stale=(*MODEL_WEIGHT_FILES, SKIP_CONFIG_FILE)) as tmp:
         state = None if state_dict is None else _drop_tied(model, state_dict)
         if dtype is not None:
             target = parse_dtype(dtype)
@@ -276,7 +293,7 @@ def save_model(
             (tmp / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
-        for name, text in (extra_files or {}).items():
+        for name, text in extra_files.items():
             (tmp / name).write_text(text, encoding="utf-8")
     return path
 

@@ -35,6 +35,7 @@ from typing import Literal, get_args
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DummyLayer
 
 from burnish.data.packing import left_pad_prompts, left_pad_tensor
 from burnish.errors import ConfigError
@@ -243,6 +244,9 @@ class HFEngine:
         mask = mask[:, keep]
         cache = DynamicCache(config=self.model.config)
         for layer in range(len(parts[0].cache.layers)):
+            if isinstance(parts[0].cache.layers[layer], DummyLayer):  # skipped (Hopscotch)
+                cache.layers[layer] = DummyLayer()
+                continue
             ks = [left_pad_tensor(kv.cache.layers[layer].keys, longest, 2) for kv in parts]
             vs = [left_pad_tensor(kv.cache.layers[layer].values, longest, 2) for kv in parts]
             k = torch.cat(ks).index_select(0, index)[:, :, keep]

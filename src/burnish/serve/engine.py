@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import DummyLayer
 
 from burnish.data.packing import left_pad_prompts, left_pad_tensor
 from burnish.errors import BurnishError, ConfigError
@@ -450,6 +451,9 @@ def _merge(a: _Cohort, b: _Cohort) -> _Cohort:
     keep = mask.any(0)
     cache = DynamicCache()
     for i, (la, lb) in enumerate(zip(a.cache.layers, b.cache.layers, strict=True)):
+        if isinstance(la, DummyLayer):  # a skipped attention block (Hopscotch) stores nothing
+            cache.layers.append(DummyLayer())
+            continue
         k = torch.cat([left_pad_tensor(la.keys, length, 2), left_pad_tensor(lb.keys, length, 2)])
         v = torch.cat(
             [left_pad_tensor(la.values, length, 2), left_pad_tensor(lb.values, length, 2)]
@@ -470,6 +474,8 @@ def _trim(cohort: _Cohort) -> _Cohort:
         cohort.cache.trim_left(n)
     else:
         for layer in cohort.cache.layers:
+            if isinstance(layer, DummyLayer):
+                continue
             layer.keys, layer.values = layer.keys[:, :, n:], layer.values[:, :, n:]
     return cohort
 
