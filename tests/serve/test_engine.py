@@ -214,3 +214,37 @@ def test_closing_fails_waiting_and_new_requests(policy) -> None:
         return outcomes
 
     assert asyncio.run(go()) == ["closed", "closed"]
+
+
+@pytest.mark.parametrize("kv", ["none", "kivi"])
+def test_a_model_with_skipped_attention_serves_joining_requests_as_alone(kv) -> None:
+    """Hopscotch: a skipped layer's cache slot is a DummyLayer, which merging and trimming
+    rows keep as it is (fp and quantized batches)."""
+    from tests.serve.conftest import MODEL
+
+    from burnish.models import load_model
+    from burnish.models.skipping import scaled_layers, wrap_scaled
+    from burnish.models.zoo import resolve_model
+
+    model, tok = load_model(resolve_model(MODEL))
+    wrap_scaled(model)
+    scaled_layers(model)[0].skip_attention = True
+    eng = ServeEngine(model, tok, kv_cache=kv, kv_bits=4, max_batch=16)
+    try:
+        params = SamplingParams(max_tokens=30, temperature=0, ignore_eos=True)
+        prompts = [ids(tok, p) for p in PROMPTS]
+
+        async def staggered():
+            tasks = []
+            for p in prompts:
+                tasks.append(asyncio.create_task(collect(eng.submit(p, params))))
+                await asyncio.sleep(0.02)
+            return await asyncio.gather(*tasks)
+
+        together = asyncio.run(staggered())
+        alone = [run(eng, [p], params)[0] for p in prompts]
+        assert [t[0] for t in together] == [a[0] for a in alone]
+    finally:
+        eng.close()
+    if kv == "none":
+        assert alone[0][0][0] == greedy_reference(model, tok, PROMPTS[0], 30)
