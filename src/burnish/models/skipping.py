@@ -44,6 +44,7 @@ __all__ = [
     "apply_skip_config",
     "current_skip_config",
     "decoder_layer_list",
+    "decoder_layers",
     "is_scaled",
     "plain_state_dict",
     "read_skip_config",
@@ -213,6 +214,14 @@ def decoder_layer_list(model: PreTrainedModel) -> nn.ModuleList:
     if not isinstance(layers, nn.ModuleList):
         raise ConfigError(f"{type(model).__name__}: cannot find its decoder layers")
     return layers
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The decoder layer modules, found through the model's own ``_no_split_modules`` class
+    names (never by model name); wrapped :class:`ScaledLayer` s count as the layers they wrap.
+    Empty when there are none."""
+    kinds = set(getattr(model, "_no_split_modules", None) or [])
+    return [m for m in model.modules() if type(m).__name__ in kinds or isinstance(m, ScaledLayer)]
 
 
 def is_scaled(model: PreTrainedModel) -> bool:

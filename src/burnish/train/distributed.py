@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from burnish.models.skipping import decoder_layers
+
 __all__ = [
     "DistInfo",
     "all_reduce_max",
@@ -127,10 +129,8 @@ def shard_model(
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mp = MixedPrecisionPolicy(param_dtype=mp_dtype, reduce_dtype=torch.float32)
-    layer_types = set(getattr(model, "_no_split_modules", None) or [])
-    for module in model.modules():
-        if type(module).__name__ in layer_types:
-            fully_shard(module, mp_policy=mp)
+    for module in decoder_layers(model):
+        fully_shard(module, mp_policy=mp)
     fully_shard(model, mp_policy=mp)
     return True
 

@@ -35,6 +35,7 @@ from torch import nn
 from burnish.data.dataset import TokenizedDataset
 from burnish.data.packing import collate_packed, plan_minibatches
 from burnish.errors import ConfigError
+from burnish.models.skipping import decoder_layers as find_decoder_layers
 from burnish.train.config import OSFTConfig
 
 __all__ = [
@@ -120,9 +121,8 @@ def restore_frozen_(
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The decoder layers, found through the model's own ``_no_split_modules`` class names."""
-    kinds = set(getattr(model, "_no_split_modules", None) or [])
-    layers = [m for m in model.modules() if type(m).__name__ in kinds]
+    """The decoder layers (:func:`burnish.models.skipping.decoder_layers`); ConfigError if none."""
+    layers = find_decoder_layers(model)
     if not layers:
         raise ConfigError(f"{type(model).__name__}: cannot find decoder layers")
     return layers
