@@ -123,16 +123,17 @@ def policy():
     return load_model(resolve_model(MODEL))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
-    """``burnish serve arith-policy`` with an API key and small caps."""
+    """``burnish serve arith-policy`` with an API key and small caps (one for every module
+    that uses it: a server start costs ~7 s here)."""
     caps = ["--max-tokens-cap", "128", "--max-n", "4", "--max-prompt-tokens", "300"]
     caps += ["--max-body-bytes", "20000", "--max-batch", "64"]
     with subprocess_server("--api-key", KEY, *caps) as s:
         yield s
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(server: Server):
     from openai import OpenAI
 
