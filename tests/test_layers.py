@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"data", "kvcache"},
     {"eval"},
     {"train", "merge", "scaling"},
-    {"serve", "compress"},
+    {"serve", "compress", "reward"},
     {"zoo_build", "quickstart"},
     {"cli"},
     {"__main__", "__init__"},

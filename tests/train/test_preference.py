@@ -76,11 +76,7 @@ def test_packed_log_prob_sums_equal_unpacked(tiny_model) -> None:
     rows = pack_rows([len(x) for x in ids], 40)
     batch = collate_packed(rows, ids, labels, pad_id=0)
     with torch.no_grad():
-        logits = model(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                       attention_mask=batch.attention_mask).logits  # fmt: skip
-        sums, counts = packed_sequence_logps(
-            logits, batch.shift_labels, rows, [len(x) for x in ids]
-        )
+        sums, counts = packed_sequence_logps(model, batch, rows, [len(x) for x in ids])
         for i, (x, lab) in enumerate(zip(ids, labels, strict=True)):
             lp = torch.log_softmax(model(x[None]).logits[0, :-1].float(), -1)  # [T-1, V]
             keep = lab[1:] != -100

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from burnish.errors import DataError
 from burnish.models.io import chat_text
 
-__all__ = ["IGNORE_INDEX", "tokenize_conversation", "validate_messages"]
+__all__ = ["IGNORE_INDEX", "tokenize_conversation", "tokenize_response", "validate_messages"]
 
 IGNORE_INDEX = -100
 _ROLES = ("system", "user", "assistant")
@@ -41,7 +42,14 @@ def validate_messages(messages: Any, where: str = "sample") -> list[dict[str, st
 def _render(tok: PreTrainedTokenizerBase, msgs: Sequence[dict], gen: bool = False) -> str:
     if not msgs:
         return ""
-    return chat_text(tok, list(msgs), add_generation_prompt=gen)
+    try:
+        return chat_text(tok, list(msgs), add_generation_prompt=gen)
+    except TemplateError as e:
+        name = getattr(tok, "name_or_path", "") or "the model"
+        raise DataError(
+            f"{name}: its chat template cannot render this conversation ({e}); give the "
+            "messages in an order it accepts, or another template (--chat-template)"
+        ) from None
 
 
 def _trainable_spans(
@@ -84,6 +92,39 @@ def tokenize_conversation(
     messages = validate_messages(messages, where)
     full = _render(tokenizer, messages)
     spans = _trainable_spans(tokenizer, messages, full, unmask, where)
+    ids, labels = _label_spans(tokenizer, full, spans, where)
+    if all(x == IGNORE_INDEX for x in labels):
+        raise DataError(
+            f"{where}: no trainable token (no assistant turn with content; set 'unmask': true "
+            "to train user turns too)"
+        )
+    return ids, labels
+
+
+def tokenize_response(
+    messages: list[dict[str, str]], tokenizer: PreTrainedTokenizerBase, where: str = "sample"
+) -> tuple[list[int], list[int]]:
+    """Tokenize a conversation whose last message is the assistant's response; labels only
+    on that response's tokens (what its chat template emits for it, the end-of-turn included,
+    as SFT trains them). DataError when the last message is not an assistant's or the
+    response has no token of its own."""
+    messages = validate_messages(messages, where)
+    if messages[-1]["role"] != "assistant":
+        raise DataError(f"{where}: the last message must be the assistant's response")
+    if not messages[-1]["content"].strip():
+        raise DataError(f"{where}: the response is empty")
+    full = _render(tokenizer, messages)
+    spans = _trainable_spans(tokenizer, messages, full, False, where)[-1:]
+    ids, labels = _label_spans(tokenizer, full, spans, where)
+    if all(x == IGNORE_INDEX for x in labels):
+        raise DataError(f"{where}: the response has no token after the chat template")
+    return ids, labels
+
+
+def _label_spans(
+    tokenizer: PreTrainedTokenizerBase, full: str, spans: list[tuple[int, int]], where: str
+) -> tuple[list[int], list[int]]:
+    """``full``'s token ids, and labels on the tokens that start inside ``spans``."""
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = enc["input_ids"]
     unk = tokenizer.unk_token_id
@@ -94,9 +135,4 @@ def tokenize_conversation(
     for t, (s, e) in enumerate(enc["offset_mapping"]):
         if e > s and any(a <= s < b for a, b in spans):
             labels[t] = ids[t]
-    if all(x == IGNORE_INDEX for x in labels):
-        raise DataError(
-            f"{where}: no trainable token (no assistant turn with content; set 'unmask': true "
-            "to train user turns too)"
-        )
     return ids, labels

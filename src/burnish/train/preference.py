@@ -23,8 +23,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from burnish.data.packing import PackedBatch
 from burnish.data.tokenize import IGNORE_INDEX
 from burnish.errors import ConfigError
+from burnish.train.step import label_logits
 
 __all__ = [
     "DPO_LOSSES",
@@ -110,27 +112,27 @@ def simpo_loss(
 
 
 def packed_sequence_logps(
-    logits: torch.Tensor, shift_labels: torch.Tensor, rows: list[list[int]], lengths: list[int]
+    model: torch.nn.Module, batch: PackedBatch, rows: list[list[int]], lengths: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sequence sums of label log-probs from packed rows, and label counts.
+    """Per-sequence sums of label log-probs under ``model`` from one packed batch, and label
+    counts.
 
-    logits [R, L, V]; shift_labels [R, L] (IGNORE_INDEX where no label); ``rows`` and
-    ``lengths`` as given to :func:`burnish.data.packing.collate_packed` (row r holds the
-    sequences ``rows[r]`` back to back). Returns ``(sums [S], tokens [S])`` indexed by
-    sequence (S = ``len(lengths)``; a sequence in no row gets 0 and 0).
+    ``rows`` and ``lengths`` are what :func:`burnish.data.packing.collate_packed` built the
+    batch from (row r holds the sequences ``rows[r]`` back to back). Returns
+    ``(sums [S], tokens [S])`` indexed by sequence (S = ``len(lengths)``; a sequence in no
+    row gets 0 and 0). Differentiable in the model's parameters.
     """
-    R, L = shift_labels.shape
+    R, L = batch.shift_labels.shape
     seq = torch.full((R, L), -1, dtype=torch.long)
     for r, row in enumerate(rows):
         t = 0
         for i in row:
             seq[r, t : t + lengths[i]] = i
             t += lengths[i]
-    seq = seq.to(shift_labels.device).flatten()
-    keep = (shift_labels.flatten() != IGNORE_INDEX) & (seq >= 0)
-    logp = torch.log_softmax(logits.float().flatten(0, 1)[keep], dim=-1)  # [N, V]
-    token = logp.gather(1, shift_labels.flatten()[keep][:, None])[:, 0]  # [N]
-    ids = seq[keep]
+    keep = batch.shift_labels != IGNORE_INDEX  # [R, L]
+    ids = seq.to(keep.device)[keep]  # [N] the sequence of each labelled slot
+    logp = torch.log_softmax(label_logits(model, batch), dim=-1)  # [N, V]
+    token = logp.gather(1, batch.shift_labels[keep][:, None])[:, 0]  # [N]
     n = len(lengths)
     sums = torch.zeros(n, dtype=token.dtype, device=token.device).index_add(0, ids, token)
     ones = torch.ones_like(ids)

@@ -64,13 +64,13 @@ def _split_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
     return backbone, head
 
 
-def token_loss_sum(model: nn.Module, batch: PackedBatch) -> torch.Tensor:
-    """Summed next-token cross-entropy over the batch's loss tokens (fp32 logits).
+def label_logits(model: nn.Module, batch: PackedBatch) -> torch.Tensor:
+    """Logits [N, V] at the batch's N labelled positions (row-major), fp32.
 
-    Where the model is a backbone followed by a plain linear head, the head runs only on the
-    N positions that carry a label ([N, C] -> [N, V]) instead of all R * L positions: the
-    same loss to rounding, without the [R, L, V] logits (the head of a 49k vocabulary is a
-    fifth of a small model's FLOPs, and most positions of chat data are prompt tokens).
+    Where the model is a backbone followed by a plain linear head, the head runs only on
+    those N positions ([N, C] -> [N, V]) instead of all R * L: the same logits to rounding,
+    without the [R, L, V] tensor (the head of a 49k vocabulary is a fifth of a small model's
+    FLOPs, and most positions of chat data are prompt tokens).
     """
     inputs = {
         "input_ids": batch.input_ids,
@@ -78,20 +78,20 @@ def token_loss_sum(model: nn.Module, batch: PackedBatch) -> torch.Tensor:
         "attention_mask": batch.attention_mask,
         "use_cache": False,
     }
+    keep = batch.shift_labels != IGNORE_INDEX  # [R, L]
     split = _split_head(model)
     if split is None:
-        logits = model(**inputs).logits  # [R, L, V]
-        return F.cross_entropy(
-            logits.float().flatten(0, 1),
-            batch.shift_labels.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
+        return model(**inputs).logits[keep].float()  # [N, V]
     backbone, head = split
     hidden = backbone(**inputs).last_hidden_state  # [R, L, C]
-    keep = batch.shift_labels != IGNORE_INDEX  # [R, L]
-    logits = head(hidden[keep])  # [N, V]
-    return F.cross_entropy(logits.float(), batch.shift_labels[keep], reduction="sum")
+    return head(hidden[keep]).float()  # [N, V]
+
+
+def token_loss_sum(model: nn.Module, batch: PackedBatch) -> torch.Tensor:
+    """Summed next-token cross-entropy over the batch's loss tokens (fp32 logits, computed
+    only where there is a label: :func:`label_logits`)."""
+    labels = batch.shift_labels[batch.shift_labels != IGNORE_INDEX]  # [N]
+    return F.cross_entropy(label_logits(model, batch), labels, reduction="sum")
 
 
 def build_optimizer(
