@@ -105,6 +105,7 @@ def _register() -> None:
         merge,
         models,
         quickstart,
+        reward,
         scale,
         serve,
         sft,
@@ -127,6 +128,7 @@ def _register() -> None:
     app.command("serve")(interruptible(serve.serve_command, serve.kept))
     app.command("hopscotch")(interruptible(compress.hopscotch_command, compress.kept))
     app.command("hopscotch-export")(interruptible(compress.export_command))
+    app.command("reward-eval")(interruptible(reward.reward_eval_command, reward.kept))
     app.command("quickstart")(interruptible(quickstart.quickstart_command, quickstart.kept))
     _reflow_help(app)
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from burnish.errors import ConfigError
 from burnish.reward.logprobs import Conversation, ResponseLogProbs
 
-__all__ = ["NORMALIZATIONS", "DomainContext", "DomainRouter", "DrSow"]
+__all__ = ["NORMALIZATIONS", "DomainContext", "DomainRouter", "DrSow", "load_context"]
 
 NORMALIZATIONS = ("sum", "mean")
 
@@ -107,3 +108,39 @@ class DrSow:
         if self.normalize == "sum":
             return p["strong"] - p["weak"]
         return p["strong"] / max(1, p["strong_tokens"]) - p["weak"] / max(1, p["weak_tokens"])
+
+
+def load_context(path: str | Path) -> DomainRouter:
+    """A router from a YAML/JSON file::
+
+        default: general            # optional: the domain for prompts no keyword matches
+        domains:
+          maths:
+            instructions: Prefer answers whose arithmetic is right.
+            keywords: [sum, plus, minus]
+            examples: [{prompt: "1+1", response: "Answer: 2"}]
+
+    One domain and no keywords is a fixed context for every prompt."""
+    import yaml
+
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the context file ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("domains"), dict) or not doc["domains"]:
+        raise ConfigError(f"{path}: expected a `domains:` mapping of name -> context")
+    domains, keywords = {}, {}
+    for name, spec in doc["domains"].items():
+        spec = spec or {}
+        try:
+            examples = [(str(e["prompt"]), str(e["response"])) for e in spec.get("examples", [])]
+        except (KeyError, TypeError):
+            raise ConfigError(
+                f"{path}: domain {name!r}: examples need prompt and response"
+            ) from None
+        domains[name] = DomainContext(str(spec.get("instructions", "")), examples)
+        if spec.get("keywords"):
+            keywords[name] = [str(k) for k in spec["keywords"]]
+    default = doc.get("default") or (next(iter(domains)) if len(domains) == 1 else None)
+    return DomainRouter(domains, keywords, default)
