@@ -27,3 +27,40 @@ def test_reward_eval_with_drsow_on_the_zoo(cli, tmp_path) -> None:
     assert "overall" in stdout
     rc, _, err = cli("reward-eval", data, "--weak", "base")
     assert rc == 2 and "needs --strong" in one_error_line(err)
+
+
+def test_label_then_reward_eval_reads_its_pairs(cli, tmp_path) -> None:
+    out = tmp_path / "pairs.jsonl"
+    args = (
+        "label",
+        "--task",
+        "addition",
+        "--n",
+        "6",
+        "--policy",
+        "arith-policy",
+        "--strong",
+        "ft-addition",
+        "--weak",
+        "base",
+        "-o",
+        out,
+        "--max-tokens",
+        "16",
+        "--chunk",
+        "3",
+    )
+    rc, stdout, err = cli(*args, "--no-progress")
+    assert rc == 0, err
+    assert "pairs from 6 prompts" in stdout
+    rc, _, err = cli(*args, "--no-progress")
+    assert rc == 2 and "--resume" in one_error_line(err)
+    rc, _, err = cli(*args, "--no-progress", "--resume")  # complete: nothing redone
+    assert rc == 0, err
+    rc, stdout, err = cli(
+        "reward-eval", out, "--strong", "ft-addition", "--weak", "base", "--no-progress"
+    )
+    assert rc == 0, err
+    assert "overall" in stdout and "1.000" in stdout  # chosen = the best by the same reward
+    rc, _, err = cli("label", "--policy", "base", "-o", tmp_path / "x.jsonl")
+    assert rc == 2 and "PROMPTS file or --task" in one_error_line(err)

@@ -129,6 +129,7 @@ def _register() -> None:
     app.command("hopscotch")(interruptible(compress.hopscotch_command, compress.kept))
     app.command("hopscotch-export")(interruptible(compress.export_command))
     app.command("reward-eval")(interruptible(reward.reward_eval_command, reward.kept))
+    app.command("label")(interruptible(reward.label_command, reward.kept_labels))
     app.command("quickstart")(interruptible(quickstart.quickstart_command, quickstart.kept))
     _reflow_help(app)
 

@@ -8,7 +8,7 @@ import typer
 
 from burnish.cli.common import API_KEY_ENV, PRM_KIND_OPT, console, print_table
 
-__all__ = ["kept", "reward_eval_command"]
+__all__ = ["kept", "kept_labels", "label_command", "reward_eval_command"]
 
 REWARDS = ("drsow", "prm", "classifier")
 
@@ -129,3 +129,101 @@ def _classifier(opts: dict):
     except (OSError, ValueError) as e:
         raise ModelLoadError(f"{path}: not a sequence-classification model ({e})") from None
     return ClassifierScorer(model.eval().to(opts["device"]), load_tokenizer(path))
+
+
+def kept_labels(output: Path = Path("pairs.jsonl"), **_: object) -> str:
+    from burnish.reward.label import progress_path
+
+    ledger = progress_path(Path(output))
+    if not ledger.is_file():
+        return f"no chunk was finished; nothing of this run was kept in {output}"
+    import json
+
+    doc = json.loads(ledger.read_text())
+    return (
+        f"{output} holds the {doc['rows']} pairs of the first {doc['chunks']} chunk(s); run "
+        "the same command with --resume to continue"
+    )
+
+
+def label_command(
+    prompts: Path | None = typer.Argument(None, help="JSONL rows with `prompt` (and `id`)."),
+    task: str | None = typer.Option(None, help="Instead of PROMPTS: this task's train prompts."),
+    n: int = typer.Option(100, min=1, help="With --task: how many prompts."),
+    policy: str = typer.Option(
+        ...,
+        help="The policy to sample (zoo name, directory, or the served name with --policy-engine).",
+    ),
+    policy_engine: str | None = typer.Option(None, help="Sample through this OpenAI server."),
+    strong: str | None = typer.Option(None, help="Dr.SoW: the better-aligned model."),
+    weak: str | None = typer.Option(None, help="Dr.SoW: the less-aligned model."),
+    normalize: str = typer.Option("sum", help="Dr.SoW: sum | mean (per-token) log-ratio."),
+    strong_engine: str | None = typer.Option(None, help="Score STRONG through this server."),
+    weak_engine: str | None = typer.Option(None, help="Score WEAK through this server."),
+    served_name: str | None = typer.Option(None, help="The scorers' served model name."),
+    api_key: str | None = typer.Option(None, envvar=API_KEY_ENV, help="Servers' Bearer token."),
+    context: Path | None = typer.Option(None, help="Dr.SoW domain context / router YAML."),
+    output: Path = typer.Option(..., "--output", "-o", help="Preference JSONL to write."),
+    k: int = typer.Option(4, min=2, help="Responses sampled per prompt."),
+    temperature: float = typer.Option(1.0, help="Sampling temperature (> 0)."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling."),
+    max_tokens: int = typer.Option(256, min=1, help="Tokens per response at most."),
+    margin: float = typer.Option(0.0, help="Keep a pair only if best - worst >= MARGIN."),
+    chunk: int = typer.Option(8, min=1, help="Prompts per chunk (the unit of resumption)."),
+    seed: int = typer.Option(0, help="Seed of the samples (chunk c uses SEED + c)."),
+    batch_tokens: int = typer.Option(4096, min=2, help="Tokens per packed forward (local)."),
+    resume: bool = typer.Option(False, help="Continue a stopped run into OUTPUT."),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT (a file this command wrote)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N, mps or auto."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Preference pairs labelled by Dr.SoW: sample K responses per prompt from POLICY, score
+    each with log p_strong - log p_weak, keep best (chosen) vs worst (rejected).
+
+    Writes TRL's conversational preference JSONL (prompt, chosen, rejected, with the scores),
+    which `burnish reward-eval` and TRL's DPOTrainer read; --resume continues a killed run
+    with no pair lost or duplicated."""
+    from burnish.errors import ConfigError
+    from burnish.models import load_model
+    from burnish.models.zoo import resolve_model
+    from burnish.reward.label import (
+        LabelSettings,
+        LocalSampler,
+        ServerSampler,
+        label_prompts,
+        load_prompts,
+    )
+
+    settings = LabelSettings(k, temperature, top_p, max_tokens, margin, chunk, seed)
+    if (prompts is None) == (task is None):
+        raise ConfigError("give a PROMPTS file or --task NAME (one of the two)")
+    rows = load_prompts(prompts) if prompts is not None else _task_prompts(task, n, seed)
+    opts = locals()
+    scorer = _drsow(opts)
+    if policy_engine is not None:
+        sampler = ServerSampler(policy_engine, policy, settings, api_key)
+    else:
+        sampler = LocalSampler(*load_model(resolve_model(policy), device=device), settings)
+    identity = {
+        "policy": policy,
+        "strong": strong,
+        "weak": weak,
+        "normalize": normalize,
+        "data": str(prompts or f"task:{task}:{n}"),
+    }
+    out = label_prompts(
+        rows, sampler, scorer, output, settings, identity, resume, overwrite, progress
+    )
+    console.print(
+        f"{out['pairs']} pairs from {out['prompts']} prompts ({out['skipped']} without a "
+        f"pair: same text or under the margin); wrote {output}"
+    )
+
+
+def _task_prompts(task: str, n: int, seed: int) -> list[tuple[str, list[dict]]]:
+    from burnish.tasks import get_task
+
+    return [
+        (f"{task}-{i}", [{"role": "user", "content": ex.prompt}])
+        for i, ex in enumerate(get_task(task).generate(n, "train", seed=seed))
+    ]

@@ -15,7 +15,7 @@ __all__ = ["generate_chat"]
 def generate_chat(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
+    prompts: list[str] | list[list[dict[str, str]]],
     max_new_tokens: int,
     num_samples: int = 1,
     temperature: float = 0.0,
@@ -23,7 +23,8 @@ def generate_chat(
     seed: int = 0,
     **generate_kwargs: object,
 ) -> list[list[str]]:
-    """Answer each user prompt; returns ``num_samples`` completions per prompt.
+    """Answer each prompt (a user message's text, or a message list the assistant answers
+    next); returns ``num_samples`` completions per prompt.
 
     ``temperature == 0`` is greedy (then ``num_samples`` must be 1). Extra keyword arguments
     go to ``model.generate`` (e.g. ``cache`` for a custom KV cache).
@@ -31,7 +32,11 @@ def generate_chat(
     if temperature == 0 and num_samples != 1:
         raise ValueError("greedy decoding gives one completion per prompt; set temperature > 0")
     texts = [
-        chat_text(tokenizer, [{"role": "user", "content": p}], add_generation_prompt=True)
+        chat_text(
+            tokenizer,
+            [{"role": "user", "content": p}] if isinstance(p, str) else list(p),
+            add_generation_prompt=True,
+        )
         for p in prompts
     ]
     side = tokenizer.padding_side

@@ -17,9 +17,6 @@ summed log-probability of the response tokens and their count.
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
@@ -31,6 +28,8 @@ from burnish.data.packing import collate_packed, pack_rows
 from burnish.data.tokenize import IGNORE_INDEX, tokenize_response
 from burnish.errors import ConfigError, DataError
 from burnish.progress import progress_bar
+from burnish.scaling.engine import EngineError
+from burnish.scaling.openai_engine import post_json
 from burnish.train.preference import packed_sequence_logps
 
 __all__ = ["LocalLogProbs", "ResponseLogProbs", "ServerLogProbs", "encode_all"]
@@ -112,17 +111,10 @@ class ServerLogProbs:
     def _post(self, ids: list[int]) -> list[float | None]:
         body = {"model": self.model_name, "prompt": ids, "max_tokens": 1, "temperature": 0,
                 "echo": True, "logprobs": 0}  # fmt: skip
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.url, json.dumps(body).encode(), headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                doc = json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            raise ConfigError(f"{self.url}: HTTP {e.code}: {e.read().decode()[:300]}") from None
-        except (urllib.error.URLError, TimeoutError) as e:
-            raise ConfigError(f"{self.url}: cannot reach the server ({e})") from None
+            doc = post_json(self.url, body, self.api_key, self.timeout)
+        except EngineError as e:
+            raise ConfigError(str(e)) from None
         lps = (doc["choices"][0].get("logprobs") or {}).get("token_logprobs")
         if not lps or len(lps) < len(ids):
             raise ConfigError(

@@ -39,6 +39,45 @@ from burnish.scaling.particles import Particle, Problem
 __all__ = ["ENDPOINTS", "OpenAIEngine"]
 
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+def post_json(
+    url: str,
+    body: dict,
+    api_key: str | None = None,
+    timeout: float = 120.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+) -> dict:
+    """POST ``body`` as JSON and return the JSON reply, retrying 408/429/5xx and connection
+    errors with exponential backoff; EngineError naming the URL once retries are spent."""
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    last = "no attempt"
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        req = urllib.request.Request(url, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            last = f"HTTP {e.code}: {e.read()[:200]!r}"
+            if e.code not in _RETRY_STATUS:
+                break
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+        except json.JSONDecodeError as e:
+            last = f"reply is not JSON ({e.msg})"
+            break
+    raise EngineError(
+        f"{url}: request failed after {attempt + 1} attempt(s) ({last}); is an "
+        "OpenAI-compatible server running there?"
+    )
+
+
 ENDPOINTS = ("completions", "chat")
 
 
@@ -167,29 +206,5 @@ class OpenAIEngine:
 
     def _post(self, body: dict) -> dict:
         """POST with retries; EngineError naming the URL once retries are spent."""
-        data = json.dumps(body).encode()
-        last = "no attempt"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            headers = {"Content-Type": "application/json"}
-            if self.api_key:
-                headers["Authorization"] = f"Bearer {self.api_key}"
-            req = urllib.request.Request(self.url, data=data, headers=headers)
-            self.requests_sent += 1
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())
-            except urllib.error.HTTPError as e:
-                last = f"HTTP {e.code}: {e.read()[:200]!r}"
-                if e.code not in _RETRY_STATUS:
-                    break
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-                last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-            except json.JSONDecodeError as e:
-                last = f"reply is not JSON ({e.msg})"
-                break
-        raise EngineError(
-            f"{self.url}: request failed after {attempt + 1} attempt(s) ({last}); is an "
-            "OpenAI-compatible server running there?"
-        )
+        self.requests_sent += 1
+        return post_json(self.url, body, self.api_key, self.timeout, self.retries, self.backoff)
