@@ -119,6 +119,7 @@ def _register() -> None:
     app.add_typer(zoo.app, name="zoo")
     app.command("sft")(interruptible(sft.sft_command, sft.kept))
     app.command("osft")(interruptible(sft.osft_command, sft.kept))
+    app.command("dpo")(interruptible(sft.dpo_command, sft.kept))
     app.command("continual")(interruptible(continual.continual_command, continual.kept))
     app.command("merge")(interruptible(merge.merge_command, merge.kept_merge))
     app.command("aim-stats")(interruptible(merge.aim_stats_command, merge.kept_stats))

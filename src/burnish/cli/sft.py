@@ -10,9 +10,9 @@ import typer
 from pydantic import BaseModel
 
 from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT, console
-from burnish.train.config import OSFTConfig, SFTConfig
+from burnish.train.config import DPOConfig, OSFTConfig, SFTConfig
 
-__all__ = ["kept", "osft_command", "sft_command"]
+__all__ = ["dpo_command", "kept", "osft_command", "sft_command"]
 
 
 def _fields_help(cls: type[BaseModel]) -> str:
@@ -77,12 +77,16 @@ def _train(cls: type[SFTConfig], resume: bool, overwrite: bool, **options: objec
 
 
 def kept(**options: object) -> str:
-    """What an interrupted ``sft``/``osft`` left on disk, and how to continue it."""
+    """What an interrupted ``sft``/``osft``/``dpo`` left on disk, and how to continue it."""
+    from burnish.errors import BurnishError
     from burnish.train.checkpoint import STATE_DIR
 
     allowed = ("config", "model", "data", "output_dir", "set_", "allow_pickle", "chat_template")
-    # OSFTConfig accepts every SFT key too: one parser for both commands.
-    cfg = _config(OSFTConfig, **{k: options[k] for k in allowed})  # type: ignore[arg-type]
+    # OSFTConfig accepts every SFT key; DPOConfig every SFT key and its own.
+    try:
+        cfg = _config(OSFTConfig, **{k: options[k] for k in allowed})  # type: ignore[arg-type]
+    except BurnishError:
+        cfg = _config(DPOConfig, **{k: options[k] for k in allowed})  # type: ignore[arg-type]
     state = Path(cfg.output_dir) / STATE_DIR / "trainer_state.json"
     if not state.is_file():
         return (
@@ -152,5 +156,47 @@ def osft_command(
     _train(OSFTConfig, **locals())
 
 
+def dpo_command(
+    config: Path | None = CONFIG_ARG,
+    model: str | None = MODEL_OPT,
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Preference JSONL (prompt, chosen, rejected), e.g. from `burnish label`.",
+    ),
+    output_dir: str | None = OUT_OPT,
+    set_: list[str] = SET_OPT,
+    resume: bool = RESUME_OPT,
+    overwrite: bool = OVERWRITE_OPT,
+    allow_pickle: bool = PICKLE_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
+) -> None:
+    """Preference tuning: DPO (--set loss=sigmoid, the default; ipo; hinge) or SimPO
+    (loss=simpo, reference-free), on the SFT machinery (packed pairs, torchrun/FSDP2, exact
+    resume).
+
+    The reference model's log-probs are computed once and cached in OUTPUT_DIR. Writes
+    metrics.jsonl with TRL's names (rewards/chosen, rewards/rejected, rewards/margins,
+    rewards/accuracies), summary.json, loss.png and OUTPUT_DIR/final. Note: the zoo cards'
+    recommended SFT learning rate is not applied; DPO wants a smaller one (--set lr=...).
+    """
+    opts = {k: v for k, v in locals().items() if k not in ("resume", "overwrite")}
+    from burnish.train.distributed import shutdown_distributed
+    from burnish.train.dpo import run_dpo
+
+    result = run_dpo(_config(DPOConfig, **opts), resume=resume, overwrite=overwrite)
+    shutdown_distributed()
+    if int(os.environ.get("RANK", "0")) == 0:
+        m = {k: float(v) for k, v in result.final_metrics.items() if k != "step"}
+        nan = float("nan")
+        console.print(
+            f"final model: {result.final_model}  (steps {result.steps}, loss "
+            f"{m.get('loss', nan):.4f}, margin {m.get('rewards/margins', nan):.3f}, "
+            f"accuracy {m.get('rewards/accuracies', nan):.3f})"
+        )
+
+
 sft_command.__doc__ = (sft_command.__doc__ or "") + "\n\n" + _fields_help(SFTConfig)
 osft_command.__doc__ = (osft_command.__doc__ or "") + "\n\n" + _fields_help(OSFTConfig)
+dpo_command.__doc__ = (dpo_command.__doc__ or "") + "\n\n" + _fields_help(DPOConfig)

@@ -17,13 +17,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from burnish.errors import DataError
-from burnish.io import read_jsonl
+from burnish.data.preference import load_pairs
 
 __all__ = [
     "REWARDBENCH_SECTIONS",
@@ -60,38 +58,6 @@ class PairResult:
     @property
     def correct(self) -> float:
         return 1.0 if self.chosen > self.rejected else 0.5 if self.chosen == self.rejected else 0.0
-
-
-def _messages(value: Any, role: str, where: str, field: str) -> Conversation:
-    if isinstance(value, str):
-        return [{"role": role, "content": value}]
-    if isinstance(value, list) and all(isinstance(m, dict) for m in value) and value:
-        return [{"role": m.get("role"), "content": m.get("content")} for m in value]
-    raise DataError(f"{where}: `{field}` must be a string or a non-empty list of messages")
-
-
-def load_pairs(path: str | Path) -> list[tuple[Conversation, Conversation, str]]:
-    """``(chosen conversation, rejected conversation, subset)`` per row; one DataError per bad
-    row, naming the file, line and field."""
-    out = []
-    for i, row in enumerate(read_jsonl(path), start=1):
-        where = f"{path}: row {i}"
-        for field in ("prompt", "chosen", "rejected"):
-            if field not in row:
-                raise DataError(f"{where}: missing `{field}` (rows need prompt, chosen, rejected)")
-        prompt = _messages(row["prompt"], "user", where, "prompt")
-        pair = []
-        for field in ("chosen", "rejected"):
-            resp = _messages(row[field], "assistant", where, field)
-            if resp[-1]["role"] != "assistant":
-                raise DataError(f"{where}: `{field}` must end with the assistant's response")
-            # a full conversation (it starts before the response) stands alone; TRL's
-            # conversational rows give only the response, after the prompt's messages
-            pair.append(resp if resp[0]["role"] != "assistant" else prompt + resp)
-        out.append((pair[0], pair[1], str(row.get("subset", "all"))))
-    if not out:
-        raise DataError(f"{path}: no preference rows")
-    return out
 
 
 def evaluate_pairs(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from burnish.config import load_config
 from burnish.errors import BurnishError
 
-__all__ = ["OSFTConfig", "SFTConfig", "recommended_options", "with_recommended"]
+__all__ = ["DPOConfig", "OSFTConfig", "SFTConfig", "recommended_options", "with_recommended"]
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -122,6 +122,27 @@ class OSFTConfig(SFTConfig):
         le=1,
         description="Multiplies every matrix's trainable rank share; continual learning lowers "
         "it task by task so the frozen share grows.",
+    )
+
+
+class DPOConfig(SFTConfig):
+    """Preference tuning on the SFT machinery (every SFT key applies; ``data`` is preference
+    JSONL, ``effective_batch_size`` counts pairs). TRL's defaults: beta 0.1, sigmoid loss."""
+
+    data: str = Field(..., description="Preference JSONL: prompt, chosen, rejected per line.")
+    output_dir: str = Field("runs/dpo", description="Where checkpoints and metrics go.")
+    loss: Literal["sigmoid", "ipo", "hinge", "simpo"] = Field(
+        "sigmoid", description="sigmoid (DPO), ipo, hinge, or simpo (reference-free)."
+    )
+    beta: float = Field(0.1, gt=0, description="DPO's beta (SimPO: its beta, e.g. 2.0).")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="sigmoid loss: assumed share of flipped labels."
+    )
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target margin gamma.")
+    reference: str | None = Field(
+        None,
+        description="Reference model (default: the starting model); its log-probs are "
+        "computed once and cached in the run folder.",
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -165,6 +166,7 @@ def train_step(
     info: DistInfo,
     sharded: bool = False,
     after_backward: Callable[[], None] | None = None,
+    loss_of: Callable[[Any], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     """Accumulate gradients over this rank's minibatches, sync, clip, step.
 
@@ -175,6 +177,9 @@ def train_step(
             ranks, so each rank's loss is scaled by the world size to make it a sum); else
             replicated ranks have their gradients summed here.
         after_backward: hook run on full gradients before clipping (e.g. OSFT projection).
+        loss_of: a minibatch's share of the step's loss, for minibatches that are not
+            token-loss batches (DPO's pairs); default: its summed token loss over
+            ``total_loss_tokens``.
     Returns:
         (loss, grad_norm): the true per-token mean loss of the step and the pre-clip norm.
     """
@@ -190,7 +195,10 @@ def train_step(
     for i, mb in enumerate(work):
         if sharded:  # reduce-scatter once, after the last microbatch
             model.set_requires_gradient_sync(i == len(work) - 1)
-        loss = token_loss_sum(model, mb) / total_loss_tokens
+        if loss_of is not None and i < len(minibatches):
+            loss = loss_of(mb)
+        else:  # a token-loss batch, or a rank's zero-loss padding batch
+            loss = token_loss_sum(model, mb) / total_loss_tokens
         (loss * scale).backward()
         loss_sum += loss.detach().double()
     if not sharded:
