@@ -16,6 +16,7 @@ from burnish.models import build_char_tokenizer, model_from_config, save_model, 
 from burnish.tasks import mixture
 
 WORKER = Path(__file__).with_name("dist_sft_worker.py")
+DPO_WORKER = Path(__file__).with_name("dist_dpo_worker.py")
 pytestmark = pytest.mark.distributed
 
 
@@ -25,9 +26,10 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], nproc: int) -> None:
+def _run(args: list[str], nproc: int, worker: Path | None = None) -> None:
+    worker = worker or WORKER
     if nproc == 1:
-        cmd = [sys.executable, str(WORKER), *args]
+        cmd = [sys.executable, str(worker), *args]
     else:
         cmd = [
             sys.executable,
@@ -36,7 +38,7 @@ def _run(args: list[str], nproc: int) -> None:
             "--nproc_per_node",
             str(nproc),
             "--standalone",
-            str(WORKER),
+            str(worker),
             *args,
         ]
     log = Path(args[2] + ".log")
@@ -119,3 +121,21 @@ def test_fsdp2_bf16_on_gpus(job, tmp_path: Path) -> None:
     assert len(rows) == 6
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert (tmp_path / "gpu" / "final" / "model.safetensors").is_file()
+
+
+def test_dpo_two_ranks_match_one(job, tmp_path: Path) -> None:
+    """DPO under torchrun (FSDP2, gloo): each rank packs its share of the pairs; the step's
+    loss and rewards are those of the single process."""
+    from tests.train.test_dpo import ROWS
+
+    model, _ = job
+    write_jsonl(tmp_path / "pairs.jsonl", ROWS)
+    args = [str(model), str(tmp_path / "pairs.jsonl")]
+    _run([*args, str(tmp_path / "one")], nproc=1, worker=DPO_WORKER)
+    _run([*args, str(tmp_path / "two")], nproc=2, worker=DPO_WORKER)
+    one = read_jsonl(tmp_path / "one" / "metrics.jsonl")
+    two = read_jsonl(tmp_path / "two" / "metrics.jsonl")
+    assert len(one) == len(two) == 3
+    for a, b in zip(one, two, strict=True):
+        for key in ("loss", "rewards/margins", "rewards/accuracies", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-6)
