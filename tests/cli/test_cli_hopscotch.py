@@ -76,3 +76,16 @@ def test_a_hopscotch_checkpoint_keeps_its_skips_through_sft(cli, tmp_path, chat_
     assert rc == 0, err
     m, _ = load_model(tuned / "final")
     assert [i for i, x in enumerate(scaled_layers(m)) if x.skip_attention] == skipped
+
+
+def test_export_plain_writes_a_stock_checkpoint(cli, tmp_path) -> None:
+    out = tmp_path / "plain"
+    args = ("hopscotch", "base", "--skip", "2", "-o", out, "--method", "cheap", "--export", "plain")
+    rc, _, err = cli(*args, *FAST)
+    assert rc == 0, err
+    assert not (out / SKIP_CONFIG_FILE).exists() and (out / "hopscotch_report.json").is_file()
+    m, _ = load_model(out)
+    assert not is_scaled(m)
+    skipped = json.loads((out / "hopscotch_report.json").read_text())["skip_attention"]
+    for i in skipped:  # a skipped block is a zero o_proj in the stock checkpoint
+        assert not m.model.layers[i].self_attn.o_proj.weight.any()
