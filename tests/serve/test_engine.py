@@ -44,6 +44,19 @@ def run(engine, prompts: list[list[int]], params: SamplingParams) -> list:
     return asyncio.run(go())
 
 
+def staggered(engine, prompts: list[list[int]], params: SamplingParams) -> list:
+    """Submit ``prompts`` 20 ms apart (each joins while the earlier ones decode)."""
+
+    async def go():
+        tasks = []
+        for p in prompts:
+            tasks.append(asyncio.create_task(collect(engine.submit(p, params))))
+            await asyncio.sleep(0.02)
+        return await asyncio.gather(*tasks)
+
+    return asyncio.run(go())
+
+
 def greedy_reference(model, tok, prompt: str, max_new: int) -> str:
     x = torch.tensor([ids(tok, prompt)])
     with torch.no_grad():
@@ -154,14 +167,7 @@ def test_quantized_caches_serve_joining_requests_as_alone(policy, kv) -> None:
         params = SamplingParams(max_tokens=60, temperature=0, ignore_eos=True)
         prompts = [ids(tok, p) for p in PROMPTS]
 
-        async def staggered():
-            tasks = []
-            for p in prompts:
-                tasks.append(asyncio.create_task(collect(eng.submit(p, params))))
-                await asyncio.sleep(0.02)
-            return await asyncio.gather(*tasks)
-
-        together = asyncio.run(staggered())
+        together = staggered(eng, prompts, params)
         merged_steps = eng.stats.batch_counts[2:]
         alone = [run(eng, [p], params)[0] for p in prompts]
         assert [t[0] for t in together] == [a[0] for a in alone]
@@ -234,14 +240,7 @@ def test_a_model_with_skipped_attention_serves_joining_requests_as_alone(kv) -> 
         params = SamplingParams(max_tokens=30, temperature=0, ignore_eos=True)
         prompts = [ids(tok, p) for p in PROMPTS]
 
-        async def staggered():
-            tasks = []
-            for p in prompts:
-                tasks.append(asyncio.create_task(collect(eng.submit(p, params))))
-                await asyncio.sleep(0.02)
-            return await asyncio.gather(*tasks)
-
-        together = asyncio.run(staggered())
+        together = staggered(eng, prompts, params)
         alone = [run(eng, [p], params)[0] for p in prompts]
         assert [t[0] for t in together] == [a[0] for a in alone]
     finally:

@@ -26,20 +26,17 @@ from transformers import PreTrainedModel
 
 from burnish.data.packing import PackedBatch, collate_packed, pack_rows
 from burnish.data.preference import PreferencePairs, load_pairs, tokenize_pairs
-from burnish.errors import ConfigError
 from burnish.io import (
     append_jsonl,
     atomic_file,
     atomic_write_text,
-    check_output_dir,
     read_jsonl,
-    remove_owned,
 )
 from burnish.models.io import load_model, model_fingerprint, parse_dtype, read_chat_template
 from burnish.models.zoo import resolve_model
 from burnish.progress import progress_bar
 from burnish.seeding import seeded
-from burnish.train.checkpoint import STATE_DIR, TrainerState, load_state, truncate_metrics
+from burnish.train.checkpoint import TrainerState, load_state, truncate_metrics
 from burnish.train.config import DPOConfig
 from burnish.train.distributed import (
     DistInfo,
@@ -58,6 +55,7 @@ from burnish.train.sft import (
     _save_full_state,
     _setup_optimization,
     _steps,
+    prepare_run_dir,
 )
 from burnish.train.step import train_step
 
@@ -171,18 +169,6 @@ class DPOResult:
     final_metrics: dict
 
 
-def _prepare(out: Path, resume: bool, overwrite: bool, info: DistInfo) -> None:
-    if not info.is_main:
-        return
-    if resume and overwrite:
-        raise ConfigError("choose one of --resume (continue the run) and --overwrite (restart)")
-    check_output_dir(out, overwrite=overwrite, resume=resume, what="run folder")
-    if resume and not (out / STATE_DIR / "trainer_state.json").is_file():
-        raise ConfigError(f"{out / STATE_DIR}: no resumable state here (run without --resume)")
-    if overwrite:
-        remove_owned(out, DPO_OUTPUTS)
-
-
 def _step_metrics(
     losses: list[PreferenceLoss], info: DistInfo, device: torch.device
 ) -> dict[str, float]:
@@ -226,7 +212,8 @@ def _setup(cfg: DPOConfig, resume: bool, overwrite: bool, progress: bool) -> _Ru
     info = init_distributed(resolve_device(cfg.device))
     device = resolve_device(cfg.device, info)
     out = Path(cfg.output_dir)
-    _prepare(out, resume, overwrite, info)
+    if info.is_main:
+        prepare_run_dir(out, resume, overwrite, DPO_OUTPUTS)
     barrier(info)
     model, tok = load_model(
         resolve_model(cfg.model),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -210,11 +210,13 @@ _RESUMABLE_CHANGES = {
 }
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+def prepare_run_dir(
+    out: Path, resume: bool, overwrite: bool, outputs: Sequence[str] = RUN_OUTPUTS
+) -> None:
     """Refuse to start a run over an earlier one unless ``resume`` or ``overwrite``.
 
-    ``overwrite`` removes what an earlier run wrote there (:data:`RUN_OUTPUTS`) and nothing
-    else; ``resume`` needs a saved state.
+    ``overwrite`` removes what an earlier run wrote there (``outputs``, by default
+    :data:`RUN_OUTPUTS`) and nothing else; ``resume`` needs a saved state.
     """
     if resume and overwrite:
         raise ConfigError("choose one of --resume (continue the run) and --overwrite (restart)")
@@ -222,7 +224,7 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if resume and not (out / STATE_DIR / "trainer_state.json").is_file():
         raise BurnishError(f"{out / STATE_DIR}: no resumable state here (run without --resume)")
     if overwrite:
-        remove_owned(out, RUN_OUTPUTS)
+        remove_owned(out, outputs)
 
 
 def run_fingerprint(cfg: SFTConfig, model: PreTrainedModel, data: TokenizedDataset) -> dict:
