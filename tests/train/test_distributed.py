@@ -123,6 +123,7 @@ def test_fsdp2_bf16_on_gpus(job, tmp_path: Path) -> None:
     assert (tmp_path / "gpu" / "final" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_dpo_two_ranks_match_one(job, tmp_path: Path) -> None:
     """DPO under torchrun (FSDP2, gloo): each rank packs its share of the pairs; the step's
     loss and rewards are those of the single process."""

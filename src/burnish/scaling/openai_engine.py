@@ -48,9 +48,11 @@ def post_json(
     timeout: float = 120.0,
     retries: int = 2,
     backoff: float = 0.5,
+    on_attempt: Callable[[], None] | None = None,
 ) -> dict:
     """POST ``body`` as JSON and return the JSON reply, retrying 408/429/5xx and connection
-    errors with exponential backoff; EngineError naming the URL once retries are spent."""
+    errors with exponential backoff; EngineError naming the URL once retries are spent.
+    ``on_attempt`` is called before every attempt (request counters)."""
     data = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if api_key:
@@ -60,6 +62,8 @@ def post_json(
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
         req = urllib.request.Request(url, data=data, headers=headers)
+        if on_attempt is not None:
+            on_attempt()
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read())
@@ -206,5 +210,15 @@ class OpenAIEngine:
 
     def _post(self, body: dict) -> dict:
         """POST with retries; EngineError naming the URL once retries are spent."""
+        return post_json(
+            self.url,
+            body,
+            self.api_key,
+            self.timeout,
+            self.retries,
+            self.backoff,
+            on_attempt=self._count,
+        )
+
+    def _count(self) -> None:
         self.requests_sent += 1
-        return post_json(self.url, body, self.api_key, self.timeout, self.retries, self.backoff)
