@@ -108,6 +108,8 @@ class SkipConfig:
             raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
         try:
             return cls(**raw)
+        except ConfigError as e:  # its messages start with the bare file name
+            raise ConfigError(str(e).replace(f"{SKIP_CONFIG_FILE}: ", f"{where}: ", 1)) from None
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: {e}") from None
 
