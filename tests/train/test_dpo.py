@@ -45,10 +45,14 @@ def config(pairs_file, out, **kw) -> DPOConfig:
 
 def test_pairs_are_packed_whole_within_the_token_bound(tok, pairs_file) -> None:
     data = tokenize_pairs(load_pairs(pairs_file), tok, 128)
-    mbs = pair_minibatches(data, list(range(len(data))), 70, 0, torch.float32)
+    mbs = pair_minibatches(data, list(range(len(data))), 70, 140, 0, torch.float32)
     assert sorted(i for pb in mbs for i in pb.pairs) == list(range(len(data)))
+    assert any(len(pb.rows) > 1 for pb in mbs)
     for pb in mbs:
-        assert pb.batch.input_ids.shape[1] <= 70 and len(pb.lengths) == 2 * len(pb.pairs)
+        rows, length = pb.batch.input_ids.shape
+        assert length <= 70 and rows * length <= 140 and len(pb.lengths) == 2 * len(pb.pairs)
+        # each row holds whole pairs: a chosen and its rejected side by side
+        assert all(r[0] % 2 == 0 and len(r) % 2 == 0 for r in pb.rows)
 
 
 @pytest.mark.parametrize("loss", ["sigmoid", "ipo", "simpo"])
@@ -85,3 +89,17 @@ def test_resume_is_exact_and_reuses_the_reference(pairs_file, tmp_path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]  # noqa: E731
     assert strip(read_jsonl(part / "metrics.jsonl")) == strip(read_jsonl(whole / "metrics.jsonl"))
+
+
+def test_sft_weight_adds_the_chosen_per_token_nll(pairs_file, tmp_path) -> None:
+    from burnish.models import load_model
+    from burnish.models.zoo import resolve_model
+    from burnish.reward import LocalLogProbs
+
+    cfg = config(pairs_file, tmp_path / "rpo", max_steps=1, sft_weight=0.5)
+    run_dpo(cfg, progress=False)
+    model, tok = load_model(resolve_model("base"))
+    logps = LocalLogProbs(model, tok)([c for c, _, _ in load_pairs(pairs_file)])
+    nll = -sum(s for s, _ in logps) / sum(n for _, n in logps)
+    first = read_jsonl(tmp_path / "rpo" / "metrics.jsonl")[0]
+    assert first["loss"] == pytest.approx(0.693147 + 0.5 * nll, rel=1e-5)

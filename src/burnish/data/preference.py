@@ -107,6 +107,7 @@ def tokenize_pairs(
     if not len(out):
         raise DataError(
             f"{where}: every pair is longer than {max_pair_tokens} tokens (chosen + rejected); "
-            "raise max_tokens_per_step"
+            "raise max_seq_len (a pair's row holds 2 x max_seq_len tokens at most) or "
+            "max_tokens_per_step"
         )
     return out

@@ -9,8 +9,8 @@ tokenizers score the same text. A backend returns ``(sum, tokens)`` per conversa
 summed log-probability of the response tokens and their count.
 
 - :class:`LocalLogProbs`: an HF model in this process; conversations sorted by length and
-  packed padding-free into rows of at most ``batch_tokens`` (block-diagonal attention), the
-  head run only on response positions.
+  packed padding-free into rows of ``ROW_TOKENS`` (block-diagonal attention) and
+  ``batch_tokens`` slots per forward, the head run only on response positions.
 - :class:`ServerLogProbs`: ``POST /v1/completions`` with the token ids as the prompt,
   ``echo`` and ``logprobs`` (the prompt tokens' log-probabilities: ``burnish serve``, vLLM).
 """
@@ -24,7 +24,7 @@ from typing import Protocol
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from burnish.data.packing import collate_packed, pack_rows
+from burnish.data.packing import collate_packed, plan_minibatches
 from burnish.data.tokenize import IGNORE_INDEX, tokenize_response
 from burnish.errors import ConfigError, DataError
 from burnish.progress import progress_bar
@@ -33,6 +33,8 @@ from burnish.scaling.openai_engine import post_json
 from burnish.train.preference import packed_sequence_logps
 
 __all__ = ["LocalLogProbs", "ResponseLogProbs", "ServerLogProbs", "encode_all"]
+
+ROW_TOKENS = 1024  # tokens per packed row (longer conversations get a row of their own)
 
 Conversation = list[dict[str, str]]
 
@@ -76,18 +78,24 @@ class LocalLogProbs:
         ids = [torch.tensor(x) for x, _ in encoded]
         labels = [torch.tensor(y) for _, y in encoded]
         lengths = [len(x) for x in ids]
-        rows = pack_rows(lengths, max([self.batch_tokens, *lengths]))  # one row per forward
+        # rows of ROW_TOKENS (attention is quadratic in a row's length), batch_tokens a forward
+        longest = max(lengths)
+        plans = plan_minibatches(
+            lengths,
+            max(min(ROW_TOKENS, self.batch_tokens), longest),
+            max(self.batch_tokens, longest),
+        )
         sums = torch.zeros(len(ids), dtype=torch.float64)
         counts = torch.zeros(len(ids), dtype=torch.long)
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id or 0
         with progress_bar(len(ids), f"log-probs ({self.name})", self.progress) as advance:
-            for row in rows:
-                batch = collate_packed([row], ids, labels, pad).to(device)
-                s, n = packed_sequence_logps(self.model, batch, [row], lengths)
+            for rows in plans:
+                batch = collate_packed(rows, ids, labels, pad).to(device)
+                s, n = packed_sequence_logps(self.model, batch, rows, lengths)
                 sums += s.double().cpu()
                 counts += n.cpu()
-                advance(len(row))
+                advance(sum(len(r) for r in rows))
         return [(float(s), int(n)) for s, n in zip(sums, counts, strict=True)]
 
 

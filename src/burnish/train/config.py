@@ -139,6 +139,12 @@ class DPOConfig(SFTConfig):
         0.0, ge=0, lt=0.5, description="sigmoid loss: assumed share of flipped labels."
     )
     simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target margin gamma.")
+    sft_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of an SFT term, the per-token NLL of the chosen responses, added "
+        "to the preference loss (RPO; TRL: loss_type [..., 'sft'] with loss_weights).",
+    )
     reference: str | None = Field(
         None,
         description="Reference model (default: the starting model); its log-probs are "

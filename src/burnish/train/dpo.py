@@ -1,8 +1,8 @@
 """The preference-tuning recipe (DPO, IPO, hinge, SimPO) on the SFT machinery, one loop.
 
 setup (model, pairs, reference log-probs once, optimizer) -> for each effective batch of
-pairs: this rank's pairs packed padding-free (a pair's chosen and rejected always share a
-minibatch, so its loss sees both), per-sequence log-prob sums from the packed rows, the loss
+pairs: this rank's pairs packed padding-free into rows of at most 2 x max_seq_len tokens (a
+pair's chosen and rejected always share a row, so its loss sees both), per-sequence log-prob sums from the packed rows, the loss
 over the step's pairs, sync, clip, step, log (TRL's metric names) -> checkpoints -> summary.
 
 The reference model's log-probs of every chosen and rejected response are computed once,
@@ -24,8 +24,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
-from burnish.data.packing import PackedBatch, collate_packed, pack_rows
+from burnish.data.packing import PackedBatch, collate_packed, plan_minibatches
 from burnish.data.preference import PreferencePairs, load_pairs, tokenize_pairs
+from burnish.data.tokenize import IGNORE_INDEX
 from burnish.io import (
     append_jsonl,
     atomic_file,
@@ -68,58 +69,88 @@ METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/acc
 
 @dataclass
 class PairBatch:
-    """One packed row of whole pairs: sequences [c0, r0, c1, r1, ...] of ``pairs``."""
+    """Packed rows of whole pairs: sequences [c0, r0, c1, r1, ...] of ``pairs``, row r
+    holding the sequences ``rows[r]``."""
 
     batch: PackedBatch
     pairs: list[int]
     lengths: list[int]
+    rows: list[list[int]]
 
     def to(self, device: torch.device) -> PairBatch:
-        return PairBatch(self.batch.to(device), self.pairs, self.lengths)
+        return PairBatch(self.batch.to(device), self.pairs, self.lengths, self.rows)
 
     def logps(self, model: torch.nn.Module) -> tuple[torch.Tensor, ...]:
         """(chosen sums, rejected sums, chosen tokens, rejected tokens), each [p]."""
-        rows = [list(range(len(self.lengths)))]
-        sums, counts = packed_sequence_logps(model, self.batch, rows, self.lengths)
+        sums, counts = packed_sequence_logps(model, self.batch, self.rows, self.lengths)
         return sums[0::2], sums[1::2], counts[0::2], counts[1::2]
 
 
+def pair_row_len(cfg: DPOConfig) -> int:
+    """Tokens per packed row: two sides of ``max_seq_len`` at most, within the step's bound.
+    Short rows keep attention cheap (a row's attention is quadratic in its length)."""
+    return min(2 * cfg.max_seq_len, cfg.max_tokens_per_step)
+
+
 def pair_minibatches(
-    data: PreferencePairs, pairs: list[int], max_tokens: int, pad_id: int, mask_dtype: torch.dtype
+    data: PreferencePairs,
+    pairs: list[int],
+    row_len: int,
+    max_tokens: int,
+    pad_id: int,
+    mask_dtype: torch.dtype,
 ) -> list[PairBatch]:
-    """``pairs`` packed into rows of at most ``max_tokens`` tokens, one row per minibatch
-    (first-fit decreasing on the pairs' lengths, so a pair is never split)."""
+    """``pairs`` packed whole into rows of at most ``row_len`` tokens (first-fit decreasing,
+    so a pair is never split), rows grouped into minibatches of at most ``max_tokens``
+    slots."""
     lengths = data.pair_lengths()
     out = []
-    for row in pack_rows([lengths[i] for i in pairs], max_tokens):
-        idx = [pairs[j] for j in row]
+    for plan in plan_minibatches([lengths[i] for i in pairs], row_len, max_tokens):
+        idx = [pairs[j] for row in plan for j in row]
         ids = [t for i in idx for t in (data.chosen_ids[i], data.rejected_ids[i])]
         labels = [t for i in idx for t in (data.chosen_labels[i], data.rejected_labels[i])]
-        batch = collate_packed([list(range(len(ids)))], ids, labels, pad_id, mask_dtype)
-        out.append(PairBatch(batch, idx, [len(x) for x in ids]))
+        rows, k = [], 0
+        for row in plan:  # the sequences 2k, 2k + 1 of each pair, row by row
+            rows.append(list(range(2 * k, 2 * (k + len(row)))))
+            k += len(row)
+        batch = collate_packed(rows, ids, labels, pad_id, mask_dtype)
+        out.append(PairBatch(batch, idx, [len(x) for x in ids], rows))
     return out
 
 
 def pair_loss(
     cfg: DPOConfig, pb: PairBatch, model: torch.nn.Module, ref: torch.Tensor | None
-) -> PreferenceLoss:
+) -> tuple[PreferenceLoss, torch.Tensor]:
+    """The preference loss of ``pb``'s pairs, and their chosen responses' summed
+    log-probs [p] (for the SFT term)."""
     pc, pr, nc, nr = pb.logps(model)
     if cfg.loss == "simpo":
-        return simpo_loss(pc, pr, nc, nr, cfg.beta, cfg.simpo_gamma)
+        return simpo_loss(pc, pr, nc, nr, cfg.beta, cfg.simpo_gamma), pc
     r = ref[pb.pairs].to(pc.device, pc.dtype)  # [p, 2]
-    return dpo_loss(pc, pr, r[:, 0], r[:, 1], cfg.beta, cfg.loss, cfg.label_smoothing, nc, nr)
+    pl = dpo_loss(pc, pr, r[:, 0], r[:, 1], cfg.beta, cfg.loss, cfg.label_smoothing, nc, nr)
+    return pl, pc
+
+
+def chosen_tokens(data: PreferencePairs, pairs: list[int]) -> int:
+    """Response tokens of the chosen sides of ``pairs`` (the SFT term's denominator)."""
+    return sum(int((data.chosen_labels[i][1:] != IGNORE_INDEX).sum()) for i in pairs)
 
 
 @torch.no_grad()
 def reference_logps(
-    model: PreTrainedModel, data: PreferencePairs, max_tokens: int, pad_id: int, progress: bool
+    model: PreTrainedModel,
+    data: PreferencePairs,
+    row_len: int,
+    max_tokens: int,
+    pad_id: int,
+    progress: bool,
 ) -> torch.Tensor:
     """[P, 2] summed response log-probs (chosen, rejected) of every pair under ``model``."""
     was_training = model.training
     model.eval()
     out = torch.zeros(len(data), 2, dtype=torch.float64)
     device = next(model.parameters()).device
-    mbs = pair_minibatches(data, list(range(len(data))), max_tokens, pad_id, torch.float32)
+    mbs = pair_minibatches(data, list(range(len(data))), row_len, max_tokens, pad_id, torch.float32)
     with progress_bar(len(data), "reference", progress) as advance:
         for pb in mbs:
             pc, pr, _, _ = pb.to(device).logps(model)
@@ -152,7 +183,12 @@ def cached_reference(
             if f.metadata() == {k: str(v) for k, v in key.items()}:
                 return f.get_tensor("logps")
     logps = reference_logps(
-        ref_model, data, cfg.max_tokens_per_step, pad_id, progress and info.is_main
+        ref_model,
+        data,
+        pair_row_len(cfg),
+        cfg.max_tokens_per_step,
+        pad_id,
+        progress and info.is_main,
     )
     if info.is_main:
         with atomic_file(path) as tmp:
@@ -224,7 +260,7 @@ def _setup(cfg: DPOConfig, resume: bool, overwrite: bool, progress: bool) -> _Ru
     )
     if cfg.chat_template is not None:
         tok.chat_template = read_chat_template(cfg.chat_template)
-    data = tokenize_pairs(load_pairs(cfg.data), tok, cfg.max_tokens_per_step, where=cfg.data)
+    data = tokenize_pairs(load_pairs(cfg.data), tok, pair_row_len(cfg), where=cfg.data)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
     barrier(info)
@@ -271,16 +307,23 @@ def _step(run: _Run, step: int, epoch: int, b: int, batch: list[int]) -> dict:
     t0 = time.perf_counter()
     mask_dtype = run.compute_dtype or parse_dtype(cfg.dtype)
     mine = batch[info.rank :: info.world_size]
+    pad = run.tokenizer.pad_token_id or 0
     mbs = pair_minibatches(
-        run.data, mine, cfg.max_tokens_per_step, run.tokenizer.pad_token_id or 0, mask_dtype
+        run.data, mine, pair_row_len(cfg), cfg.max_tokens_per_step, pad, mask_dtype
     )
     mbs = [pb.to(device) for pb in mbs]
     records: list[PreferenceLoss] = []
 
+    # The SFT term is a per-token mean over the whole effective batch's chosen responses.
+    n_chosen = max(1, chosen_tokens(run.data, batch)) if cfg.sft_weight else 1
+
     def loss_of(pb: PairBatch) -> torch.Tensor:
-        pl = pair_loss(cfg, pb, run.model, run.ref)
+        pl, chosen = pair_loss(cfg, pb, run.model, run.ref)
         records.append(PreferenceLoss(pl.losses.detach(), pl.chosen_rewards, pl.rejected_rewards))
-        return pl.losses.sum() / len(batch)
+        loss = pl.losses.sum() / len(batch)
+        if cfg.sft_weight:
+            loss = loss - cfg.sft_weight * chosen.sum() / n_chosen
+        return loss
 
     autocast = run.compute_dtype is not None and not run.sharded
     dtype = run.compute_dtype or torch.float32
@@ -301,6 +344,7 @@ def _step(run: _Run, step: int, epoch: int, b: int, batch: list[int]) -> dict:
         **_step_metrics(records, info, device),
         "grad_norm": gnorm,
         "lr": run.scheduler.get_last_lr()[0],
+        "tokens": tokens,  # non-padding tokens of this step's pairs
         "tokens_per_s": tokens / (time.perf_counter() - t0),
     }
 
