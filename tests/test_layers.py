@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     {"data", "kvcache"},
     {"eval"},
     {"train", "merge", "scaling"},
-    {"serve", "compress", "reward"},
+    {"serve", "compress", "reward", "sdg"},
     {"zoo_build", "quickstart"},
     {"cli"},
     {"__main__", "__init__"},

@@ -107,6 +107,7 @@ def _register() -> None:
         quickstart,
         reward,
         scale,
+        sdg,
         serve,
         sft,
         tasks,
@@ -131,6 +132,7 @@ def _register() -> None:
     app.command("hopscotch-export")(interruptible(compress.export_command))
     app.command("reward-eval")(interruptible(reward.reward_eval_command, reward.kept))
     app.command("label")(interruptible(reward.label_command, reward.kept_labels))
+    app.command("taxonomy")(interruptible(sdg.taxonomy_command))
     app.command("quickstart")(interruptible(quickstart.quickstart_command, quickstart.kept))
     _reflow_help(app)
 

@@ -2,8 +2,9 @@
 
 setup (model, pairs, reference log-probs once, optimizer) -> for each effective batch of
 pairs: this rank's pairs packed padding-free into rows of at most 2 x max_seq_len tokens (a
-pair's chosen and rejected always share a row, so its loss sees both), per-sequence log-prob sums from the packed rows, the loss
-over the step's pairs, sync, clip, step, log (TRL's metric names) -> checkpoints -> summary.
+pair's chosen and rejected always share a row, so its loss sees both), per-sequence log-prob
+sums from the packed rows, the loss over the step's pairs, sync, clip, step, log (TRL's
+metric names) -> checkpoints -> summary.
 
 The reference model's log-probs of every chosen and rejected response are computed once,
 before the first step, and cached in the run folder (``reference_logps.safetensors``, keyed
