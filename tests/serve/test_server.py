@@ -34,6 +34,16 @@ def test_models_and_health(server, client) -> None:
         assert r.status == 200
 
 
+def test_tokenize_counts_with_the_served_tokenizer(server, policy) -> None:
+    _, tok = policy
+    status, body = post(server, "/tokenize", {"model": MODEL, "prompt": "add 2+3"})
+    assert status == 200 and body["tokens"] == tok("add 2+3")["input_ids"]
+    assert body["count"] == len(body["tokens"]) and body["max_model_len"] > 0
+    status, body = post(server, "/tokenize", {"model": "other", "prompt": "x"})
+    assert status == 404 and "does not exist" in body["error"]["message"]
+    assert post(server, "/tokenize", {"prompt": "x"}, key=None)[0] == 401
+
+
 def test_completion_shape_and_usage(client, policy) -> None:
     _, tok = policy
     r = client.completions.create(model=MODEL, prompt="Q: 3+4=", max_tokens=8, temperature=0)

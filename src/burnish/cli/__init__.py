@@ -133,6 +133,7 @@ def _register() -> None:
     app.command("reward-eval")(interruptible(reward.reward_eval_command, reward.kept))
     app.command("label")(interruptible(reward.label_command, reward.kept_labels))
     app.command("taxonomy")(interruptible(sdg.taxonomy_command))
+    app.command("generate")(interruptible(sdg.generate_command, sdg.kept_generated))
     app.command("quickstart")(interruptible(quickstart.quickstart_command, quickstart.kept))
     _reflow_help(app)
 

@@ -57,7 +57,7 @@ def post_json(
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    last = "no attempt"
+    last, refused = "no attempt", False
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
@@ -68,18 +68,29 @@ def post_json(
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}: {e.read()[:200]!r}"
+            last = f"HTTP {e.code}: {_error_message(e.read())}"
             if e.code not in _RETRY_STATUS:
+                refused = True
                 break
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
             last = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
         except json.JSONDecodeError as e:
             last = f"reply is not JSON ({e.msg})"
             break
+    if refused:
+        raise EngineError(f"{url}: the server refused the request ({last})")
     raise EngineError(
         f"{url}: request failed after {attempt + 1} attempt(s) ({last}); is an "
         "OpenAI-compatible server running there?"
     )
+
+
+def _error_message(body: bytes) -> str:
+    """An OpenAI error body's message, else the body's start."""
+    try:
+        return str(json.loads(body)["error"]["message"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return repr(body[:200])
 
 
 ENDPOINTS = ("completions", "chat")

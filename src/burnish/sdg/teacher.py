@@ -15,12 +15,13 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from burnish.errors import ConfigError, DataError
 from burnish.io import atomic_write_text
+from burnish.scaling.engine import EngineError
 from burnish.scaling.openai_engine import post_json
 
 __all__ = ["Teacher", "TeacherSettings", "default_cache"]
@@ -116,6 +117,28 @@ class Teacher:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps({"texts": texts}) + "\n")
         return texts
+
+    def token_counter(self) -> Callable[[str], int]:
+        """Token counts under the teacher's own tokenizer, from the server's ``POST
+        /tokenize`` (vLLM's endpoint; ``burnish serve`` has it too); DataError when the
+        server has none."""
+        url = self.base.removesuffix("/v1") + "/tokenize"
+        seen: dict[str, int] = {}
+
+        def count(text: str) -> int:
+            if text not in seen:
+                body = {"model": self.model, "prompt": text, "add_special_tokens": False}
+                try:
+                    reply = post_json(url, body, self.s.api_key, self.s.timeout, self.s.retries)
+                    seen[text] = int(reply["count"])
+                except (EngineError, KeyError, TypeError, ValueError) as e:
+                    raise DataError(
+                        f"{url}: the teacher cannot count tokens ({e}); pass "
+                        "--teacher-tokenizer with a local copy of its tokenizer"
+                    ) from None
+            return seen[text]
+
+        return count
 
     def chat_many(self, requests: Sequence[dict]) -> list[list[str]]:
         """Every request (keyword arguments of :meth:`chat`), at most ``concurrency`` at a

@@ -30,6 +30,8 @@ from burnish.serve.protocol import (
     CompletionRequest,
     ModelCard,
     ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
 )
 from burnish.serve.serving import APIError
 
@@ -98,6 +100,16 @@ def _routes(app: FastAPI) -> None:
         st = request.app.state
         card = ModelCard(id=st.model_name, root=st.model_name, max_model_len=st.engine.context)
         return ModelList(data=[card])
+
+    @app.post("/tokenize", dependencies=auth)
+    async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
+        """vLLM's token counter: the prompt's ids under the served model's tokenizer."""
+        st = request.app.state
+        if body.model is not None:
+            st.completions.check_model(body.model)
+        ids = st.completions.tokenizer(body.prompt, add_special_tokens=body.add_special_tokens)
+        tokens = list(ids["input_ids"])
+        return TokenizeResponse(count=len(tokens), max_model_len=st.engine.context, tokens=tokens)
 
     @app.post("/v1/completions", dependencies=auth)
     async def completions(body: CompletionRequest, request: Request) -> Any:

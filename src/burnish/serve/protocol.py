@@ -24,6 +24,8 @@ __all__ = [
     "ModelList",
     "SamplingFields",
     "StreamOptions",
+    "TokenizeRequest",
+    "TokenizeResponse",
     "UsageInfo",
     "new_id",
     "now",
@@ -186,6 +188,20 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: str = "list"
     data: list[ModelCard]
+
+
+class TokenizeRequest(_Strict):
+    """vLLM's ``POST /tokenize`` for a text prompt."""
+
+    model: str | None = None
+    prompt: str
+    add_special_tokens: bool = True
+
+
+class TokenizeResponse(BaseModel):
+    count: int
+    max_model_len: int
+    tokens: list[int]
 
 
 class ErrorBody(BaseModel):

@@ -1,0 +1,111 @@
+"""``burnish taxonomy`` and ``burnish generate`` as a user runs them: the leaf table and one
+error line per bad file; generation against ``burnish serve`` in a subprocess, killed with
+SIGKILL mid-run and resumed to exactly the rows of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from tests.serve.conftest import subprocess_server
+
+EXAMPLES = Path(__file__).parents[2] / "examples" / "taxonomy"
+ADDITION = "compositional_skills/arithmetic/addition"
+# A short flow: the zoo policy's context is 512 tokens, and its answers are what they are.
+FLOW = {
+    "name": "short_freeform",
+    "blocks": [
+        {"name": "questions", "type": "llm", "prompt": "{seed_question}", "n": 2,
+         "parse": "text", "output": "question", "temperature": 1.0, "max_tokens": 12},
+        {"name": "answers", "type": "llm", "prompt": "{question}", "parse": "text",
+         "output": "answer", "temperature": 0.0, "max_tokens": 12},
+        {"name": "nonempty", "type": "filter", "column": "answer", "op": "nonempty"},
+    ],
+}  # fmt: skip
+
+
+def burnish(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "burnish", *args], capture_output=True,
+                          text=True, **kw)  # fmt: skip
+
+
+def test_taxonomy_lists_leaves_and_names_bad_files(tmp_path: Path) -> None:
+    ok = burnish("taxonomy", str(EXAMPLES), "--json")
+    assert ok.returncode == 0, ok.stderr
+    leaves = json.loads(ok.stdout)
+    assert len(leaves) == 7 and {x["kind"] for x in leaves} == {"freeform_skill", "knowledge"}
+    root = tmp_path / "tax"
+    shutil.copytree(EXAMPLES, root)
+    leaf = root / ADDITION / "qna.yaml"
+    doc = yaml.safe_load(leaf.read_text())
+    doc["seed_examples"] = doc["seed_examples"][:3]
+    leaf.write_text(yaml.safe_dump(doc, sort_keys=False))
+    bad = burnish("taxonomy", str(root))
+    assert bad.returncode == 2
+    assert "addition/qna.yaml:" in bad.stderr and "needs at least 5 items, has 3" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def _setup(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "tax"
+    (root / ADDITION).mkdir(parents=True)
+    shutil.copy(EXAMPLES / ADDITION / "qna.yaml", root / ADDITION / "qna.yaml")
+    flow = tmp_path / "flow.yaml"
+    flow.write_text(yaml.safe_dump(FLOW, sort_keys=False))
+    return root, flow
+
+
+def test_generate_killed_and_resumed_gives_the_uninterrupted_rows(tmp_path: Path) -> None:
+    root, flow = _setup(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with subprocess_server() as server:
+
+        def cmd(out: str, cache: str, *extra: str) -> list[str]:
+            return [sys.executable, "-m", "burnish", "generate", str(root), "--teacher",
+                    server.base, "-o", str(tmp_path / out), "--flow",
+                    f"freeform_skill={flow}", "--rounds", "6", "--chunk", "1",
+                    "--cache-dir", str(tmp_path / cache), "--no-progress", *extra]  # fmt: skip
+
+        whole = subprocess.run(cmd("whole", "cache_a"), capture_output=True, text=True, env=env)
+        assert whole.returncode == 0, whole.stderr
+        proc = subprocess.Popen(cmd("part", "cache_b"), stderr=subprocess.PIPE, text=True,
+                                env=env)  # fmt: skip
+        ledger = tmp_path / "part" / "progress.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (
+                ledger.is_file()
+                and json.loads(ledger.read_text())["leaves"].get(ADDITION, {}).get("samples", 0)
+                >= 3
+            ):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done = json.loads(ledger.read_text())["leaves"][ADDITION]["samples"]
+        assert 3 <= done < 30
+        again = subprocess.run(cmd("part", "cache_b", "--resume"), capture_output=True,
+                               text=True, env=env)  # fmt: skip
+        assert again.returncode == 0, again.stderr
+    name = f"leaves/{ADDITION}.jsonl"
+    a = (tmp_path / "whole" / name).read_text().splitlines()
+    b = (tmp_path / "part" / name).read_text().splitlines()
+    assert len(a) == 60 and a == b  # 30 samples x 2 questions, none lost or duplicated
+    report = json.loads((tmp_path / "part" / "generate.json").read_text())
+    assert report["leaves"][ADDITION]["rows_in"]["questions"] == 30
+
+
+def test_generate_without_a_server_is_one_error(tmp_path: Path) -> None:
+    root, _ = _setup(tmp_path)
+    r = burnish("generate", str(root), "--teacher", "http://127.0.0.1:9/v1", "-o",
+                str(tmp_path / "out"), "--timeout", "2")  # fmt: skip
+    assert r.returncode == 2 and "cannot reach the teacher" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
