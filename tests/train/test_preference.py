@@ -83,3 +83,38 @@ def test_packed_log_prob_sums_equal_unpacked(tiny_model) -> None:
             want = lp[keep].gather(1, x[1:][keep][:, None]).sum()
             assert counts[i] == int(keep.sum())
             torch.testing.assert_close(sums[i], want, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "ipo", "hinge"])
+def test_dpo_losses_equal_trls(kind: str, tmp_path) -> None:
+    """TRL's DPOTrainer (the `bench` extra) evaluating a policy against a reference on six
+    pairs, in one batch: its loss and margin equal burnish's from the same log-probs."""
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from trl import DPOConfig as TRLConfig
+    from trl import DPOTrainer
+
+    from burnish.models import load_model
+    from burnish.models.zoo import resolve_model
+    from burnish.reward import LocalLogProbs
+
+    rows = [{"prompt": [{"role": "user", "content": f"add {a}+{b}"}],
+             "chosen": [{"role": "assistant", "content": f"Answer: {a + b}"}],
+             "rejected": [{"role": "assistant", "content": f"Answer: {a + b + 3}"}]}
+            for a, b in [(2, 3), (11, 4), (7, 8), (20, 5), (6, 6), (9, 1)]]  # fmt: skip
+    policy, tok = load_model(resolve_model("ft-addition"))
+    ref, _ = load_model(resolve_model("base"))
+    convs = [r["prompt"] + r[side] for side in ("chosen", "rejected") for r in rows]
+    lp = torch.tensor(LocalLogProbs(policy, tok)(convs), dtype=torch.float64)
+    lr = torch.tensor(LocalLogProbs(ref, tok)(convs), dtype=torch.float64)
+    ours = dpo_loss(lp[:6, 0], lp[6:, 0], lr[:6, 0], lr[6:, 0], BETA, kind, 0.0,
+                    lp[:6, 1], lp[6:, 1]).metrics()  # fmt: skip
+    cfg = TRLConfig(output_dir=str(tmp_path), loss_type=[kind], beta=BETA, report_to=[],
+                    per_device_eval_batch_size=6, use_cpu=True, bf16=False,  # TRL: bf16 by default
+                    disable_tqdm=True)  # fmt: skip
+    data = Dataset.from_list(rows)
+    trainer = DPOTrainer(model=policy, ref_model=ref, args=cfg, train_dataset=data,
+                         eval_dataset=data, processing_class=tok)  # fmt: skip
+    theirs = trainer.evaluate()
+    assert theirs["eval_loss"] == pytest.approx(ours["loss"], abs=1e-6, rel=1e-6)
+    assert theirs["eval_rewards/margins"] == pytest.approx(ours["rewards/margins"], abs=1e-6)
