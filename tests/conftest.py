@@ -48,14 +48,14 @@ def model_dir(tmp_path: Path, tok: PreTrainedTokenizerFast, tiny_model) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SmolLM2-135M-Instruct imported once per session from its GGUF (the `real` extra);
-    skips, saying how to install it, where the packages are missing."""
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct from its GGUF (the `real` extra), imported into burnish's cache
+    once (``$BURNISH_CACHE/gguf``, keyed by the file's SHA-256 and the converter version; tests
+    must not write into it); skips, saying how to install it, where the packages are missing."""
     from burnish.errors import ModelLoadError
     from burnish.models.gguf import import_gguf
 
-    out = tmp_path_factory.mktemp("real") / "smollm2-135m-instruct"
     try:
-        return import_gguf("smollm2-135m-instruct", out)
+        return import_gguf("smollm2-135m-instruct")
     except ModelLoadError as e:
         pytest.skip(f"real model unavailable: {e}")

@@ -62,6 +62,10 @@ KNOWN_GGUF: dict[str, GGUFSource] = {
 }
 
 
+# Raised whenever the conversion changes, so cached imports by an older converter are redone.
+IMPORTER_VERSION = 1
+
+
 def gguf_cache_dir() -> Path:
     """``$BURNISH_CACHE/gguf`` (default ``~/.cache/burnish/gguf``)."""
     return Path(os.environ.get("BURNISH_CACHE", Path.home() / ".cache" / "burnish")) / "gguf"
@@ -119,8 +123,8 @@ def import_gguf(source: str | Path, out: str | Path | None = None, overwrite: bo
         )
     digest = file_sha256(path)
     target = Path(out) if out is not None else gguf_cache_dir() / digest[:16]
-    if out is None and (target / "card.json").is_file():
-        return target  # imported before
+    if out is None and _current_import(target):
+        return target  # imported before, by this converter
     check_output_dir(target, overwrite=overwrite or out is None, what="imported model folder")
     card = {
         "name": name if known else path.stem,
@@ -130,9 +134,18 @@ def import_gguf(source: str | Path, out: str | Path | None = None, overwrite: bo
         "licence": known.licence if known else "unknown: see the GGUF's own metadata",
         "package": known.package if known else None,
         "description": known.description if known else "",
+        "importer": IMPORTER_VERSION,
     }
     _convert(path, target, card)
     return target
+
+
+def _current_import(target: Path) -> bool:
+    """A cached import whose card says this converter version wrote it."""
+    try:
+        return json.loads((target / "card.json").read_text())["importer"] == IMPORTER_VERSION
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _convert(path: Path, target: Path, card: dict) -> None:
