@@ -208,14 +208,18 @@ def _lint_issues(path: Path, text: str) -> list[LeafIssue]:
 
 def validate_leaf(path: str | Path, root: str | Path | None = None) -> list[LeafIssue]:
     """Every problem of one ``qna.yaml`` (empty when valid), ordered by line."""
-    path = Path(path)
+    return _check(Path(path), root)[0]
+
+
+def _check(path: Path, root: str | Path | None) -> tuple[list[LeafIssue], dict | None]:
+    """(the problems, ordered by line; the parsed document when it has none)."""
     relative = _relative(path, Path(root) if root else None)
     if path.name != LEAF_FILE:
-        return [LeafIssue(path, 1, ".", f"a taxonomy leaf is a file named {LEAF_FILE}")]
+        return [LeafIssue(path, 1, ".", f"a taxonomy leaf is a file named {LEAF_FILE}")], None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        return [LeafIssue(path, 1, ".", f"cannot read the file ({e})")]
+        return [LeafIssue(path, 1, ".", f"cannot read the file ({e})")], None
     issues = _lint_issues(path, text)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -225,13 +229,13 @@ def validate_leaf(path: str | Path, root: str | Path | None = None) -> list[Leaf
         line = mark.line + 1 if mark else 1
         if not any(i.line == line for i in issues):
             issues.append(LeafIssue(path, line, "yaml", f"not valid YAML ({e})"))
-        return sorted(issues, key=lambda i: i.line)
+        return sorted(issues, key=lambda i: i.line), None
     if not contents:
-        return [*issues, LeafIssue(path, 1, ".", "the file is empty")]
+        return [*issues, LeafIssue(path, 1, ".", "the file is empty")], None
     if not isinstance(contents, Mapping):
-        return [*issues, LeafIssue(path, 1, ".", "the top level must be a mapping of fields")]
+        return [*issues, LeafIssue(path, 1, ".", "the top level must be a mapping of fields")], None
     issues += _schema_issues(path, contents, node, _schema_name(relative, contents))
-    return sorted(issues, key=lambda i: i.line)
+    return sorted(issues, key=lambda i: i.line), None if issues else dict(contents)
 
 
 # ---- reading --------------------------------------------------------------------------------
@@ -278,10 +282,9 @@ def _build(path: Path, root: Path, contents: dict) -> Leaf:
 def read_leaf(path: str | Path, root: str | Path | None = None) -> Leaf:
     """One valid leaf; TaxonomyError naming the line and field of its first problem."""
     path = Path(path)
-    issues = validate_leaf(path, root)
+    issues, contents = _check(path, root)
     if issues:
         raise TaxonomyError(_describe(path, issues))
-    contents = yaml.safe_load(path.read_text(encoding="utf-8"))
     return _build(path, Path(root) if root else path.parent, contents)
 
 
@@ -330,11 +333,11 @@ def read_taxonomy(root: str | Path, diff: str | None = None) -> list[Leaf]:
     paths = changed_leaves(root, diff) if diff else find_leaves(root)
     problems, leaves = [], []
     for path in paths:
-        issues = validate_leaf(path, root)
+        issues, contents = _check(path, root)
         if issues:
             problems.append(_describe(path, issues))
         else:
-            leaves.append(_build(path, root, yaml.safe_load(path.read_text(encoding="utf-8"))))
+            leaves.append(_build(path, root, contents))
     if problems:
         head = f"{len(problems)} invalid taxonomy leaf file(s) (fix each, then rerun):"
         raise TaxonomyError("\n".join([head, *problems]))
