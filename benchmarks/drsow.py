@@ -36,12 +36,8 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from itertools import permutations
@@ -65,6 +61,7 @@ from burnish.train.config import DPOConfig, SFTConfig
 from burnish.train.dpo import run_dpo
 from burnish.train.preference import dpo_loss
 from burnish.train.sft import run_sft
+from serve import launch, stop  # benchmarks/serve.py: the server launcher
 
 OUT = Path(__file__).parent / "results"
 TASKS = ["addition", "sorting", "reversal", "arith_chain"]
@@ -385,43 +382,6 @@ def real_pairs() -> list[Pair]:
     return pairs
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(
-    model: Path, name: str, threads: int, template: Path | None
-) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "burnish", "serve", str(model), "--port", str(port)]
-    cmd += ["--served-model-name", name, "--log-level", "warning"]
-    cmd += ["--chat-template", str(template)] if template else []
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server failed: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("server did not become healthy")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def brief(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k != "pairs"}
 
@@ -441,13 +401,14 @@ def part_real(args: argparse.Namespace) -> dict:
         local[role] = LocalLogProbs(model, tok, name=name)(convs)
         seconds[f"{role} local"] = time.perf_counter() - t1
         del model
-        proc, url = start_server(path, name, args.server_threads, template)
+        extra = ["--chat-template", str(template)] if template else []
+        proc, url = launch([str(path), "--served-model-name", name, *extra], args.server_threads)
         try:
             t1 = time.perf_counter()
             served[role] = ServerLogProbs(url, name, tok, concurrency=2)(convs)
             seconds[f"{role} served"] = time.perf_counter() - t1
         finally:
-            stop_server(proc)
+            stop(proc)
     diff = {
         role: max(abs(a - b) for (a, _), (b, _) in zip(local[role], served[role], strict=True))
         for role in local

@@ -47,13 +47,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, cache: str, bits: int, threads: int) -> tuple[subprocess.Popen, str]:
+def launch(args: list[str], threads: int) -> tuple[subprocess.Popen, str]:
+    """``burnish serve ARGS`` on a free loopback port, torch limited to ``threads``; returns
+    once /health answers (the other benchmarks start their servers with it too)."""
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    cmd = [sys.executable, "-m", "burnish", "serve", model, "--port", str(port)]
-    cmd += ["--kv-cache", cache, "--kv-bits", str(bits), "--log-level", "warning"]
-    cmd += ["--max-batch", "64", "--max-queue", "1024"]
-    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    cmd = [sys.executable, "-m", "burnish", "serve", *args, "--port", str(port)]
+    proc = subprocess.Popen([*cmd, "--log-level", "warning"], env=env, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -66,6 +68,20 @@ def start_server(model: str, cache: str, bits: int, threads: int) -> tuple[subpr
             time.sleep(0.3)
     proc.kill()
     raise SystemExit("server did not become healthy")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, a bounded wait, then kill."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def start_server(model: str, cache: str, bits: int, threads: int) -> tuple[subprocess.Popen, str]:
+    args = [model, "--kv-cache", cache, "--kv-bits", str(bits)]
+    return launch([*args, "--max-batch", "64", "--max-queue", "1024"], threads)
 
 
 def prompts(n: int) -> list[str]:
@@ -127,8 +143,7 @@ def run(name: str, cache: str, bits: int, levels: list[int], threads: int) -> li
             row["throughput_vs_one_by_one"] = None if base is None else row["tokens_per_s"] / base
         return rows
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        stop(proc)
 
 
 def plot(doc: dict, path: Path) -> None:
