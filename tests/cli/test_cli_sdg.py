@@ -109,3 +109,34 @@ def test_generate_without_a_server_is_one_error(tmp_path: Path) -> None:
                 str(tmp_path / "out"), "--timeout", "2")  # fmt: skip
     assert r.returncode == 2 and "cannot reach the teacher" in r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_mix_then_sft_trains_on_both_sets(cli, tmp_path: Path, cli_model_dir: Path) -> None:
+    from burnish.io import read_jsonl, write_jsonl
+
+    gen = tmp_path / "gen"
+    for leaf in ("add", "rev"):
+        rows = [{"id": f"{leaf}#{i}", "metadata": {"leaf": leaf, "kind": "freeform_skill"},
+                 "messages": [{"role": "user", "content": f"{leaf} {i}"},
+                              {"role": "assistant", "content": f"Answer: {i}"}]}
+                for i in range(8)]  # fmt: skip
+        write_jsonl(gen / "leaves" / f"{leaf}.jsonl", rows)
+    facts = [{"id": f"facts#{i}", "metadata": {"leaf": "facts", "kind": "knowledge",
+              "chunk": f"Lamp {i} is blue."},
+              "messages": [{"role": "user", "content": f"What colour is lamp {i}?"},
+                           {"role": "assistant", "content": "Blue."}]}
+             for i in range(3)]  # fmt: skip
+    write_jsonl(gen / "leaves" / "facts.jsonl", facts)
+    mixed = tmp_path / "mixed"
+    rc, out, err = cli("mix", gen, "-o", mixed, "--per-leaf", "5")
+    assert rc == 0, err
+    assert "10 skill rows (2 leaves x 5)" in " ".join(out.split())
+    assert len(read_jsonl(mixed / "phase10.jsonl")) == 10 + 3 + 3
+    rc, _, err = cli("mix", gen, "-o", mixed)
+    assert rc == 2 and "--overwrite" in err
+    for phase in ("phase07", "phase10"):
+        run = tmp_path / phase
+        args = ["sft", "-m", cli_model_dir, "-d", mixed / f"{phase}.jsonl", "-o", run]
+        rc, out, err = cli(*args, "--set", "max_steps=2", "--set", "effective_batch_size=4")
+        assert rc == 0, err
+        assert (run / "final" / "model.safetensors").is_file()

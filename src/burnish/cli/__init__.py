@@ -134,6 +134,7 @@ def _register() -> None:
     app.command("label")(interruptible(reward.label_command, reward.kept_labels))
     app.command("taxonomy")(interruptible(sdg.taxonomy_command))
     app.command("generate")(interruptible(sdg.generate_command, sdg.kept_generated))
+    app.command("mix")(interruptible(sdg.mix_command))
     app.command("quickstart")(interruptible(quickstart.quickstart_command, quickstart.kept))
     _reflow_help(app)
 

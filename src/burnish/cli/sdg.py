@@ -142,3 +142,54 @@ def generate_command(
         f"{report['rows']} rows from {len(leaves)} leaves; wrote {output}/leaves and "
         f"{output}/generate.json (teacher cache: {client.hits} hits, {client.misses} requests)"
     )
+
+
+def _mix_default(name: str) -> object:
+    """A MixSettings default (one definition, in burnish.sdg.mix)."""
+    from burnish.sdg.mix import MixSettings
+
+    return MixSettings.__dataclass_fields__[name].default
+
+
+def mix_command(
+    sources: list[Path] = typer.Argument(
+        ..., help="`burnish generate` output folders (or their JSONL files)."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the mixed sets."),
+    per_leaf: int = typer.Option(
+        _mix_default("per_leaf"), min=1, help="Skill rows per leaf (subset, or repeated)."
+    ),
+    min_knowledge: float = typer.Option(
+        _mix_default("min_knowledge"),
+        help="RAFT knowledge rows in phase 10: at least this share of the skill rows.",
+    ),
+    distractors: int = typer.Option(
+        _mix_default("distractors"), min=1, help="Documents before each RAFT question."
+    ),
+    golden_p: float = typer.Option(
+        _mix_default("golden_p"), help="Probability that the golden chunk is among them."
+    ),
+    replay: float = typer.Option(
+        _mix_default("replay"), help="Share of the phase-07 rows replayed in phase 10."
+    ),
+    seed: int = typer.Option(_mix_default("seed"), help="Seed of every draw."),
+    overwrite: bool = typer.Option(False, help="Replace the mixed sets in OUTPUT."),
+) -> None:
+    """Mix generated leaves into LAB's two training sets: OUTPUT/phase07.jsonl (knowledge,
+    the document chunk in context, unmask) and OUTPUT/phase10.jsonl (each skill leaf at
+    --per-leaf rows, knowledge again RAFT-style with distractor documents, upsampled to at
+    least --min-knowledge of the skills, plus a replay of phase 07); rows repeated across
+    leaves are kept once. `burnish sft --data` trains on either file as it is; `burnish
+    phases` trains on both."""
+    from burnish.sdg.mix import MixSettings, mix
+
+    s = MixSettings(per_leaf, min_knowledge, distractors, golden_p, replay, seed)
+    report = mix(sources, output, s, overwrite)
+    p10 = report["phase10"]
+    console.print(
+        f"phase07: {report['phase07']['knowledge']} knowledge rows; phase10: {p10['skills']} "
+        f"skill rows ({len(report['skill_leaves'])} leaves x {per_leaf}), {p10['raft']} RAFT "
+        f"rows ({p10['raft_with_golden']} with the golden chunk), {p10['replay']} replayed; "
+        f"{report['duplicates_dropped']} duplicates dropped; wrote {output}/phase07.jsonl, "
+        f"{output}/phase10.jsonl and {output}/mix.json"
+    )

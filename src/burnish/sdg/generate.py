@@ -39,7 +39,15 @@ from burnish.sdg.documents import chunk_text, leaf_documents
 from burnish.sdg.flow import SAMPLE, EmptyResultError, Flow, FlowStats, load_flow
 from burnish.sdg.taxonomy import Leaf, SeedExample
 
-__all__ = ["GENERATE_OUTPUTS", "GenerateSettings", "generate", "leaf_file", "leaf_inputs"]
+__all__ = [
+    "GENERATE_OUTPUTS",
+    "GenerateSettings",
+    "format_seed_group",
+    "format_seeds",
+    "generate",
+    "leaf_file",
+    "leaf_inputs",
+]
 
 GENERATE_OUTPUTS = ("leaves", "progress.json", "generate.json")
 FLOW_OF_KIND = {"freeform_skill": "freeform_skill", "grounded_skill": "grounded_skill",
@@ -64,12 +72,22 @@ class GenerateSettings:
             raise ConfigError(f"--flow: unknown kind(s) {unknown}; use {sorted(FLOW_OF_KIND)}")
 
 
-def _format_seeds(seeds: list[SeedExample], first: int) -> str:
+def format_seeds(seeds: list[SeedExample], first: int = 0) -> str:
+    """Skill seed examples as the flows show them (``{seed_examples}``), starting at
+    ``first`` and wrapping round."""
     order = seeds[first:] + seeds[:first]
     return "\n\n".join(
         (f"Context: {s.context}\n" if s.context else "")
         + f"Question: {s.question}\nAnswer: {s.answer}"
         for s in order
+    )
+
+
+def format_seed_group(context: str, pairs: list[SeedExample]) -> str:
+    """One knowledge seed context with its questions and answers, as the knowledge flow
+    shows it (``{seed_examples}``)."""
+    return f"Passage: {context}\n" + "\n".join(
+        f"Question: {x.question}\nAnswer: {x.answer}" for x in pairs
     )
 
 
@@ -86,10 +104,7 @@ def _seed_groups(leaf: Leaf) -> list[str]:
     groups: dict[str, list[SeedExample]] = {}
     for seed in leaf.seeds:
         groups.setdefault(seed.context or "", []).append(seed)
-    return [
-        f"Passage: {ctx}\n" + "\n".join(f"Question: {x.question}\nAnswer: {x.answer}" for x in xs)
-        for ctx, xs in groups.items()
-    ]
+    return [format_seed_group(ctx, xs) for ctx, xs in groups.items()]
 
 
 def leaf_inputs(
@@ -106,7 +121,7 @@ def leaf_inputs(
             {
                 SAMPLE: f"{r}-{i}",
                 "task_description": leaf.description,
-                "seed_examples": _format_seeds(leaf.seeds, i),
+                "seed_examples": format_seeds(leaf.seeds, i),
                 "seed_question": seed.question,
                 "seed_answer": seed.answer,
                 "seed_context": seed.context or "",
