@@ -140,3 +140,10 @@ def test_mix_then_sft_trains_on_both_sets(cli, tmp_path: Path, cli_model_dir: Pa
         rc, out, err = cli(*args, "--set", "max_steps=2", "--set", "effective_batch_size=4")
         assert rc == 0, err
         assert (run / "final" / "model.safetensors").is_file()
+    run = tmp_path / "phased"
+    args = ["phases", "-m", cli_model_dir, "--mix", mixed, "-o", run, "--eval-tasks", "addition"]
+    args += ["--eval-problems", "2", "--set", "epochs=1", "--set", "effective_batch_size=4"]
+    rc, out, err = cli(*args, "--no-progress")
+    assert rc == 0, err
+    assert "knowledge: best epoch_1" in out and "skills: best epoch_1" in out
+    assert (run / "final" / "model.safetensors").is_file()

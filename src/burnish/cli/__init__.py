@@ -121,6 +121,7 @@ def _register() -> None:
     app.command("sft")(interruptible(sft.sft_command, sft.kept))
     app.command("osft")(interruptible(sft.osft_command, sft.kept))
     app.command("dpo")(interruptible(sft.dpo_command, sft.kept))
+    app.command("phases")(interruptible(sft.phases_command, sft.kept_phases))
     app.command("continual")(interruptible(continual.continual_command, continual.kept))
     app.command("merge")(interruptible(merge.merge_command, merge.kept_merge))
     app.command("aim-stats")(interruptible(merge.aim_stats_command, merge.kept_stats))

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT, console
 from burnish.train.config import DPOConfig, OSFTConfig, SFTConfig
 
-__all__ = ["dpo_command", "kept", "osft_command", "sft_command"]
+__all__ = ["dpo_command", "kept", "kept_phases", "osft_command", "phases_command", "sft_command"]
 
 
 def _fields_help(cls: type[BaseModel]) -> str:
@@ -195,6 +195,60 @@ def dpo_command(
             f"{m.get('loss', nan):.4f}, margin {m.get('rewards/margins', nan):.3f}, "
             f"accuracy {m.get('rewards/accuracies', nan):.3f})"
         )
+
+
+def phases_command(
+    model: str = typer.Option(..., "--model", "-m", help="Starting model directory or zoo name."),
+    mix: Path = typer.Option(..., help="A `burnish mix` output (phase07.jsonl, phase10.jsonl)."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Run directory."),
+    mode: str = typer.Option(
+        "multi", help="multi (knowledge, then skills + replay) or stacked (one phase)."
+    ),
+    eval_tasks: str = typer.Option(
+        "",
+        help="Pick each phase's best epoch by mean accuracy on these zoo tasks (a,b,...); "
+        "default: by the loss on rows held out of the phase's data.",
+    ),
+    eval_problems: int = typer.Option(64, min=1, help="Test problems per evaluation task."),
+    holdout: float = typer.Option(0.1, help="Share of rows held out for the loss evaluation."),
+    set_: list[str] = SET_OPT,
+    resume: bool = typer.Option(
+        False, help="Continue: finished phases are skipped, an interrupted one resumes."
+    ),
+    overwrite: bool = OVERWRITE_OPT,
+    progress: bool = typer.Option(True, help="Show training progress."),
+) -> None:
+    """LAB's phased training on `burnish mix`'s sets with the SFT recipe: multi-phase
+    (knowledge on phase07 with a smaller batch and the full learning rate, then skills on
+    phase10 with a larger batch and half the rate, from the knowledge phase's best epoch) or
+    stacked (one phase on both).
+
+    Each phase saves a checkpoint per epoch in OUTPUT_DIR/<phase>/run/checkpoints; the best
+    by the evaluation starts the next phase; OUTPUT_DIR/phases.json records the scores and
+    choices; OUTPUT_DIR/final is the last phase's best. --set KEY=VALUE applies an SFT key to
+    every phase (lr is scaled per phase; epochs and effective_batch_size replace the phase
+    defaults)."""
+    from burnish.cli.common import split_names
+    from burnish.config import parse_overrides
+    from burnish.train.phases import PhaseEval, run_phases
+
+    ev = PhaseEval(tuple(split_names(eval_tasks)), eval_problems, holdout)
+    doc = run_phases(model, mix, output_dir, mode, ev, parse_overrides(set_), resume, overwrite,
+                     progress, log=console.print)  # fmt: skip
+    for name, p in doc["phases"].items():
+        console.print(f"{name}: best {Path(p['best']).name} ({doc['metric']} {p['score']})")
+    console.print(f"final model: {doc['final']}  (ledger {output_dir}/phases.json)")
+
+
+def kept_phases(output_dir: Path = Path("."), **_: object) -> str:
+    ledger = Path(output_dir) / "phases.json"
+    if not ledger.is_file():
+        return f"no phase was started in {output_dir}; nothing was kept"
+    done = [n for n, p in json.loads(ledger.read_text())["phases"].items() if p.get("best")]
+    return (
+        f"{output_dir} keeps the finished phases ({', '.join(done) or 'none'}) and the saved "
+        "state of the one running; run the same command with --resume to continue"
+    )
 
 
 sft_command.__doc__ = (sft_command.__doc__ or "") + "\n\n" + _fields_help(SFTConfig)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from burnish.progress import progress_bar
 
-__all__ = ["PerplexityResult", "model_perplexity", "perplexity"]
+__all__ = ["PerplexityResult", "chat_loss", "model_perplexity", "perplexity"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,47 @@ def model_perplexity(
     m, tok = load_model(resolve_model(model), dtype=dtype, device=device, allow_pickle=allow_pickle)
     blocks = corpus_blocks(tok, split, block_size, max_blocks, corpus=corpus)
     return perplexity(m, blocks, tok.pad_token_id or 0, progress=progress)
+
+
+@torch.no_grad()
+def chat_loss(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[dict],
+    max_seq_len: int | None = None,
+    batch_tokens: int = 4096,
+) -> float:
+    """Mean NLL per trained token of chat rows ``{"messages", "unmask"?}``, on the tokens SFT
+    trains (assistant turns; user turns too with ``unmask``); rows longer than
+    ``max_seq_len`` are cut there."""
+    from burnish.data.tokenize import IGNORE_INDEX, tokenize_conversation
+
+    device = next(model.parameters()).device
+    pairs = []
+    for i, r in enumerate(rows):
+        ids, labels = tokenize_conversation(
+            r["messages"], tokenizer, bool(r.get("unmask")), f"row {i + 1}"
+        )
+        pairs.append((ids[:max_seq_len], labels[:max_seq_len]))
+    pairs.sort(key=lambda p: -len(p[0]))
+    total, count, start = 0.0, 0, 0
+    while start < len(pairs):
+        width = len(pairs[start][0])
+        batch = pairs[start : start + max(1, batch_tokens // max(1, width))]
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+        target = torch.full_like(ids, IGNORE_INDEX)
+        for k, (x, y) in enumerate(batch):
+            ids[k, : len(x)], target[k, : len(y)] = torch.tensor(x), torch.tensor(y)
+        mask = torch.arange(width)[None] < torch.tensor([len(x) for x, _ in batch])[:, None]
+        logits = model(input_ids=ids.to(device), attention_mask=mask.long().to(device)).logits
+        total += float(
+            F.cross_entropy(
+                logits[:, :-1].float().flatten(0, 1),
+                target[:, 1:].flatten().to(device),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+            )
+        )
+        count += int((target[:, 1:] != IGNORE_INDEX).sum())
+        start += len(batch)
+    return total / max(1, count)
