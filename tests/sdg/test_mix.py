@@ -36,7 +36,7 @@ def _knowledge(i: int) -> dict:
 @pytest.fixture
 def generated(tmp_path: Path) -> Path:
     out = tmp_path / "gen"
-    write_jsonl(out / "leaves" / "big.jsonl", [_skill("big", i) for i in range(50)])
+    write_jsonl(out / "leaves" / "skills" / "big.jsonl", [_skill("big", i) for i in range(50)])
     small = [_skill("small", i) for i in range(12)]
     small.append({**_skill("big", 3), "metadata": {"leaf": "small", "kind": "freeform_skill"}})
     write_jsonl(out / "leaves" / "small.jsonl", small)

@@ -52,7 +52,7 @@ def read_generated(sources: list[Path]) -> list[dict]:
     JSONL files, in order; a row needs ``messages`` and ``metadata.leaf``/``kind``."""
     rows = []
     for src in sources:
-        files = sorted((src / "leaves").glob("*.jsonl")) if src.is_dir() else [src]
+        files = sorted((src / "leaves").rglob("*.jsonl")) if src.is_dir() else [src]
         if not files:
             raise DataError(f"{src}: no leaves/*.jsonl here; pass a `burnish generate` output")
         for f in files:
