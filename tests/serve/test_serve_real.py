@@ -49,12 +49,12 @@ def test_concurrent_chat_requests_get_their_greedy_answers(smollm2: Path) -> Non
     prompts = [_prompt(tok, q) for q in QUESTIONS]
     engine = ServeEngine(model, tok)
     try:
-        got = _serve(engine, prompts, SamplingParams(max_tokens=16, temperature=0))
+        got = _serve(engine, prompts, SamplingParams(max_tokens=10, temperature=0))
     finally:
         engine.close()
     for p, (text, reason) in zip(prompts, got, strict=True):
         with torch.no_grad():
-            ref = model.generate(torch.tensor([p]), max_new_tokens=16, do_sample=False)
+            ref = model.generate(torch.tensor([p]), max_new_tokens=10, do_sample=False)
         assert text == tok.decode(ref[0, len(p) :], skip_special_tokens=True)
         assert reason in ("stop", "length")
 
@@ -62,10 +62,10 @@ def test_concurrent_chat_requests_get_their_greedy_answers(smollm2: Path) -> Non
 def test_a_2bit_squat_cache_serves_joining_requests_as_alone(smollm2: Path) -> None:
     """Prompts of real text past G + R = 64 tokens, so keys are quantized at the prefill."""
     model, tok = load_model(smollm2)
-    blocks = corpus_blocks(tok, "test", block_size=100, max_blocks=3)
+    blocks = corpus_blocks(tok, "test", block_size=100, max_blocks=2)
     prompts = [_prompt(tok, "Summarize: " + tok.decode(b)) for b in blocks]
     assert min(len(p) for p in prompts) > 64
-    params = SamplingParams(max_tokens=12, temperature=0)
+    params = SamplingParams(max_tokens=8, temperature=0)
     engine = ServeEngine(model, tok, kv_cache="squat", kv_bits=2)
     try:
         together = _serve(engine, prompts, params)

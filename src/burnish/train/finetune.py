@@ -21,15 +21,18 @@ C = TypeVar("C", bound=SFTConfig)
 
 
 def examples_config(
-    examples: Iterable[Example],
+    examples: Iterable[Example | dict],
     work_dir: str | Path,
     config_cls: type[C] = SFTConfig,  # type: ignore[assignment]
     **options: Any,
 ) -> C:
-    """Write ``examples`` to ``work_dir/train.jsonl`` and return the validated config that
+    """Write ``examples`` (task examples, or chat rows as they are) to
+    ``work_dir/train.jsonl`` and return the validated config that
     trains on them into ``work_dir/run``; ``options`` are the other config keys (``model``
     among them). Run it with :func:`burnish.train.sft.run_sft`."""
     work = Path(work_dir)
-    data = write_jsonl(work / "train.jsonl", (e.to_messages() for e in examples))
+    data = write_jsonl(
+        work / "train.jsonl", (e.to_messages() if isinstance(e, Example) else e for e in examples)
+    )
     values = {"data": str(data), "output_dir": str(work / "run"), **options}
     return load_config(config_cls, None, values)

@@ -10,7 +10,8 @@ from burnish.io import check_output_dir
 from burnish.models.zoo import ZOO_DIR
 from burnish.zoo_build.lm import build_zoo_model
 from burnish.zoo_build.prm import build_arith_prm
-from burnish.zoo_build.specs import PRM_NAME, ZOO_SPECS, PRMSpec
+from burnish.zoo_build.specs import PRM_NAME, TEACHER_NAME, ZOO_SPECS, PRMSpec, TeacherSpec
+from burnish.zoo_build.teacher import build_teacher
 
 __all__ = ["build_zoo"]
 
@@ -21,21 +22,24 @@ def build_zoo(
     progress: bool = True,
     overwrite: bool = False,
     prm: PRMSpec | None = None,
+    teacher: TeacherSpec | None = None,
 ) -> list[dict]:
     """Build the named zoo models (default: all), parents first; ``arith-prm`` (from
-    ``arith-policy``) comes last, made as ``prm`` says (default :class:`PRMSpec`; its
-    ``name`` is the output folder).
+    ``arith-policy``) and the SDG ``teacher`` (from ``base``) come last, made as ``prm`` and
+    ``teacher`` say (defaults :class:`PRMSpec`, :class:`TeacherSpec`).
 
     Existing model folders under ``out_root`` (the shipped zoo included) are refused, all
     checked before anything is trained, unless ``overwrite``.
     """
-    known = [*ZOO_SPECS, PRM_NAME]
+    known = [*ZOO_SPECS, PRM_NAME, TEACHER_NAME]
     names = names or known
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ConfigError(f"unknown zoo model(s) {unknown}; choose from {known}")
     prm = prm or PRMSpec()
-    folders = [prm.name if n == PRM_NAME else n for n in names]
+    teacher = teacher or TeacherSpec()
+    rename = {PRM_NAME: prm.name, TEACHER_NAME: teacher.name}
+    folders = [rename.get(n, n) for n in names]
     for name in folders:
         check_output_dir(Path(out_root) / name, overwrite=overwrite, what="zoo model folder")
     order = [n for n in ZOO_SPECS if n in names]  # ZOO_SPECS lists parents first
@@ -50,4 +54,6 @@ def build_zoo(
         else:
             raise ConfigError(f"zoo model {PRM_NAME!r} needs {prm.parent!r} built first")
         cards.append(build_arith_prm(prm, Path(out_root), log=log, overwrite=overwrite))
+    if TEACHER_NAME in names:
+        cards.append(build_teacher(teacher, Path(out_root), progress, overwrite))
     return cards

@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 
 from burnish.tasks import list_tasks
 
-__all__ = ["CHECK_SAMPLE", "PRM_NAME", "ZOO_RECOMMENDED", "ZOO_SPECS", "PRMSpec", "ZooSpec"]
+__all__ = [
+    "CHECK_SAMPLE",
+    "PRM_NAME",
+    "TEACHER_NAME",
+    "ZOO_RECOMMENDED",
+    "ZOO_SPECS",
+    "PRMSpec",
+    "TeacherSpec",
+    "ZooSpec",
+]
 
 # The held-out sample every card records and the zoo test re-scores: the first
 # CHECK_SAMPLE test problems of each task at seed 0, greedy, batch 64.
@@ -134,3 +143,26 @@ class PRMSpec:
     trunk_lr: float = 1e-3
     head_lr: float = 0.05  # beta and bias (likelihood kind)
     init_bias: float = 0.0
+
+
+TEACHER_NAME = "teacher"  # built from base (see burnish.zoo_build.teacher)
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """How the zoo's SDG teacher is made (recorded on its card): ``base`` fine-tuned on the
+    built-in flows' prompts (see :mod:`burnish.zoo_build.teacher_data`)."""
+
+    name: str = TEACHER_NAME
+    parent: str = "base"
+    tasks: tuple[str, ...] = tuple(list_tasks())  # the skills it teaches
+    per_task: int = 3000  # skill items per task (spread over the four skill blocks)
+    knowledge: int = 6000  # knowledge items (four flow blocks and three rewrites)
+    passage_tokens: int = 300  # training passages: chunk size in (character) tokens
+    context: int = 2048  # max_position_embeddings of the teacher (a flow prompt is long)
+    max_seq_len: int = 1536
+    steps: int = 1400
+    batch: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    eval_items: int = 32  # held-out items per skill block and task (and per knowledge block)
