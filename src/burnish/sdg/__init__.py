@@ -3,22 +3,7 @@
 of teacher calls and filters (:mod:`burnish.sdg.flow`) and the teacher client
 (:mod:`burnish.sdg.teacher`)."""
 
-from burnish.sdg.documents import Document, chunk_text, leaf_documents, token_counter
-from burnish.sdg.flow import BUILTIN_FLOWS, EmptyResultError, Flow, FlowStats, load_flow
-from burnish.sdg.taxonomy import (
-    KINDS,
-    DocumentRef,
-    Leaf,
-    LeafIssue,
-    SeedExample,
-    TaxonomyError,
-    changed_leaves,
-    find_leaves,
-    read_leaf,
-    read_taxonomy,
-    validate_leaf,
-)
-from burnish.sdg.teacher import Teacher, TeacherSettings
+from burnish.lazy import lazy_attributes
 
 __all__ = [
     "BUILTIN_FLOWS",
@@ -44,3 +29,31 @@ __all__ = [
     "token_counter",
     "validate_leaf",
 ]
+
+# Loaded on first use, so importing a light submodule (e.g. burnish.sdg.mix) stays light.
+_HOMES = {
+    "Document": "burnish.sdg.documents",
+    "chunk_text": "burnish.sdg.documents",
+    "leaf_documents": "burnish.sdg.documents",
+    "token_counter": "burnish.sdg.documents",
+    "BUILTIN_FLOWS": "burnish.sdg.flow",
+    "EmptyResultError": "burnish.sdg.flow",
+    "Flow": "burnish.sdg.flow",
+    "FlowStats": "burnish.sdg.flow",
+    "load_flow": "burnish.sdg.flow",
+    "KINDS": "burnish.sdg.taxonomy",
+    "DocumentRef": "burnish.sdg.taxonomy",
+    "Leaf": "burnish.sdg.taxonomy",
+    "LeafIssue": "burnish.sdg.taxonomy",
+    "SeedExample": "burnish.sdg.taxonomy",
+    "TaxonomyError": "burnish.sdg.taxonomy",
+    "changed_leaves": "burnish.sdg.taxonomy",
+    "find_leaves": "burnish.sdg.taxonomy",
+    "read_leaf": "burnish.sdg.taxonomy",
+    "read_taxonomy": "burnish.sdg.taxonomy",
+    "validate_leaf": "burnish.sdg.taxonomy",
+    "Teacher": "burnish.sdg.teacher",
+    "TeacherSettings": "burnish.sdg.teacher",
+}
+
+__getattr__ = lazy_attributes(__name__, _HOMES)
