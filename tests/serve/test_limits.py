@@ -30,16 +30,24 @@ def _post(url: str, body: bytes, timeout: float = 60) -> tuple[int, dict]:
     return status, data
 
 
+def _wait_for(check, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the server never reached the expected state"
+        time.sleep(0.005)
+
+
 def test_a_full_queue_answers_429(policy) -> None:
     model, tok = policy
     with thread_server(model, tok, max_batch=1, max_n=1, max_queue=1, max_tokens=400) as s:
         long = _body(max_tokens=400, ignore_eos=True)
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             first = pool.submit(_post, s.url, long)
-            time.sleep(0.3)  # the first runs, the second waits in the queue, the third is refused
+            _wait_for(lambda: s.engine.stats.running == 1)  # the first runs
             second = pool.submit(_post, s.url, long)
-            time.sleep(0.3)
-            third = _post(s.url, long)
+            _wait_for(lambda: s.engine.waiting == 1)  # the second waits in the queue
+            third = _post(s.url, long)  # the third is refused
+            assert s.engine.stats.running == 1, "the first finished too soon to test the queue"
             assert third[0] == 429 and third[1]["error"]["code"] == 429
             assert "busy" in third[1]["error"]["message"]
             assert first.result()[0] == 200 and second.result()[0] == 200
