@@ -10,7 +10,7 @@ import typer
 from pydantic import BaseModel
 
 from burnish.cli.common import PICKLE_OPT, TEMPLATE_OPT, console
-from burnish.train.config import DPOConfig, OSFTConfig, SFTConfig
+from burnish.train.config import DPOConfig, OSFTConfig, PhaseEval, SFTConfig
 
 __all__ = ["dpo_command", "kept", "kept_phases", "osft_command", "phases_command", "sft_command"]
 
@@ -209,8 +209,12 @@ def phases_command(
         help="Pick each phase's best epoch by mean accuracy on these zoo tasks (a,b,...); "
         "default: by the loss on rows held out of the phase's data.",
     ),
-    eval_problems: int = typer.Option(64, min=1, help="Test problems per evaluation task."),
-    holdout: float = typer.Option(0.1, help="Share of rows held out for the loss evaluation."),
+    eval_problems: int = typer.Option(
+        PhaseEval.problems, min=1, help="Test problems per evaluation task."
+    ),
+    holdout: float = typer.Option(
+        PhaseEval.holdout, help="Share of rows held out for the loss evaluation."
+    ),
     set_: list[str] = SET_OPT,
     resume: bool = typer.Option(
         False, help="Continue: finished phases are skipped, an interrupted one resumes."
@@ -230,7 +234,7 @@ def phases_command(
     defaults)."""
     from burnish.cli.common import split_names
     from burnish.config import parse_overrides
-    from burnish.train.phases import PhaseEval, run_phases
+    from burnish.train.phases import run_phases
 
     ev = PhaseEval(tuple(split_names(eval_tasks)), eval_problems, holdout)
     doc = run_phases(model, mix, output_dir, mode, ev, parse_overrides(set_), resume, overwrite,

@@ -1,10 +1,12 @@
-"""Validated training configurations (SFT, OSFT) and the model-card recommendations.
+"""Validated training configurations (SFT, OSFT, DPO), how ``burnish phases`` scores its
+checkpoints, and the model-card recommendations.
 
 Loaded from YAML with overrides by :func:`burnish.config.load_config`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from burnish.config import load_config
 from burnish.errors import BurnishError
 
-__all__ = ["DPOConfig", "OSFTConfig", "SFTConfig", "recommended_options", "with_recommended"]
+__all__ = [
+    "DPOConfig",
+    "OSFTConfig",
+    "PhaseEval",
+    "SFTConfig",
+    "recommended_options",
+    "with_recommended",
+]
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -184,3 +193,17 @@ def with_recommended(cfg: C) -> tuple[C, dict[str, Any]]:
         return cfg, {}
     values = {**cfg.model_dump(exclude_unset=True), **used}
     return load_config(type(cfg), None, values), used
+
+
+@dataclass(frozen=True)
+class PhaseEval:
+    """How a phase's checkpoints are scored (higher is better): mean greedy accuracy on
+    ``problems`` test problems of each of ``tasks``, or, without tasks, minus the loss on a
+    ``holdout`` share of the phase's rows (chosen by a hash of the row, never trained on)."""
+
+    tasks: tuple[str, ...] = ()
+    problems: int = 64
+    holdout: float = 0.1
+
+    def metric(self) -> str:
+        return f"mean accuracy on {', '.join(self.tasks)}" if self.tasks else "-held-out loss"

@@ -19,14 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from burnish.config import load_config
 from burnish.errors import ConfigError, DataError
 from burnish.io import atomic_dir, atomic_write_text, check_output_dir, read_jsonl, write_jsonl
-from burnish.train.config import SFTConfig, recommended_options
+from burnish.train.config import PhaseEval, SFTConfig, recommended_options
 from burnish.train.sft import run_sft
 
 __all__ = ["MODES", "PHASE_SETTINGS", "PhaseEval", "PhaseSettings", "run_phases"]
@@ -52,20 +52,6 @@ MODES = {
     "stacked": [("stacked", ("phase07", "phase10"))],
 }
 LEDGER = "phases.json"
-
-
-@dataclass(frozen=True)
-class PhaseEval:
-    """How a phase's checkpoints are scored (higher is better): mean greedy accuracy on
-    ``problems`` test problems of each of ``tasks``, or, without tasks, minus the loss on a
-    ``holdout`` share of the phase's rows (chosen by a hash of the row, never trained on)."""
-
-    tasks: tuple[str, ...] = ()
-    problems: int = 64
-    holdout: float = 0.1
-
-    def metric(self) -> str:
-        return f"mean accuracy on {', '.join(self.tasks)}" if self.tasks else "-held-out loss"
 
 
 def _held_out(row: dict, i: int, share: float) -> bool:
@@ -108,13 +94,8 @@ def _score(checkpoint: Path, ev: PhaseEval, held: list[dict], max_seq_len: int) 
     return round(-chat_loss(model, tok, held, max_seq_len), 4)
 
 
-@dataclass
-class _Ledger:
-    path: Path
-    doc: dict[str, Any] = field(default_factory=dict)
-
-    def save(self) -> None:
-        atomic_write_text(self.path, json.dumps(self.doc, indent=2) + "\n")
+def _save_ledger(out: Path, doc: dict) -> None:
+    atomic_write_text(out / LEDGER, json.dumps(doc, indent=2) + "\n")
 
 
 def _phase_config(
@@ -154,25 +135,24 @@ def run_phases(
         raise ConfigError(f"unknown mode {mode!r}; choose from {sorted(MODES)}")
     ev, options = ev or PhaseEval(), dict(options or {})
     check_output_dir(out, overwrite=overwrite, resume=resume, what="phases run folder")
-    ledger = _Ledger(out / LEDGER)
     settings = {"model": model, "mix": str(mix_dir), "mode": mode, "eval": asdict(ev),
                 "options": options}  # fmt: skip
     settings = json.loads(json.dumps(settings))  # as the ledger holds it (lists, not tuples)
-    if resume and ledger.path.is_file():
-        ledger.doc = json.loads(ledger.path.read_text())
-        if ledger.doc["settings"] != settings:
+    if resume and (out / LEDGER).is_file():
+        ledger = json.loads((out / LEDGER).read_text())
+        if ledger["settings"] != settings:
             raise ConfigError(
-                f"{ledger.path}: this run was started with other settings "
-                f"({ledger.doc['settings']}); resume it with those, or use --overwrite"
+                f"{out / LEDGER}: this run was started with other settings "
+                f"({ledger['settings']}); resume it with those, or use --overwrite"
             )
     else:
-        ledger.doc = {"settings": settings, "metric": ev.metric(), "phases": {}}
+        ledger = {"settings": settings, "metric": ev.metric(), "phases": {}}
     out.mkdir(parents=True, exist_ok=True)
     card = recommended_options(model, set(options), SFTConfig)
     lr = options.get("lr", card.get("lr", SFTConfig.model_fields["lr"].default))
     start = model
     for name, files in MODES[mode]:
-        done = ledger.doc["phases"].get(name, {})
+        done = ledger["phases"].get(name, {})
         if done.get("best"):
             log(f"phase {name}: done before (best {done['best']}, score {done['score']})")
             start = done["best"]
@@ -182,9 +162,9 @@ def run_phases(
     final = out / "final"
     with atomic_dir(final) as tmp:
         shutil.copytree(start, tmp, dirs_exist_ok=True)
-    ledger.doc["final"] = str(final)
-    ledger.save()
-    return ledger.doc
+    ledger["final"] = str(final)
+    _save_ledger(out, ledger)
+    return ledger
 
 
 def _run_phase(
@@ -196,7 +176,7 @@ def _run_phase(
     ev: PhaseEval,
     lr: float,
     options: dict[str, Any],
-    ledger: _Ledger,
+    ledger: dict,
     resume: bool,
     progress: bool,
     log,
@@ -210,17 +190,17 @@ def _run_phase(
     log(f"phase {name}: {cfg.epochs} epochs x batch {cfg.effective_batch_size}, lr {cfg.lr:g}, "
         f"from {start}{' (resumed)' if again else ''}")  # fmt: skip
     run_sft(cfg, resume=again, progress=progress, overwrite=not again)  # RUN/<phase> is ours
-    record = ledger.doc["phases"].setdefault(name, {"start": start, "lr": cfg.lr, "scores": {}})
+    record = ledger["phases"].setdefault(name, {"start": start, "lr": cfg.lr, "scores": {}})
     for ckpt in sorted((work / "run" / "checkpoints").glob("epoch_*"), key=_epoch):
         if ckpt.name not in record["scores"]:
             record["scores"][ckpt.name] = _score(ckpt, ev, held, cfg.max_seq_len)
-            ledger.save()
+            _save_ledger(out, ledger)
             log(f"phase {name}: {ckpt.name} scores {record['scores'][ckpt.name]} ({ev.metric()})")
     if not record["scores"]:
         raise DataError(f"{work / 'run'}: the phase saved no epoch checkpoint")
     best = max(record["scores"], key=lambda k: (record["scores"][k], -_epoch(Path(k))))
     record |= {"best": str(work / "run" / "checkpoints" / best), "score": record["scores"][best]}
-    ledger.save()
+    _save_ledger(out, ledger)
     return record["best"]
 
 
