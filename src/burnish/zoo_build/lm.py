@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -59,14 +60,33 @@ def finetune_zoo_model(
     data_seed: int,
     progress: bool = False,
 ) -> float:
-    """SFT ``model`` in place on fresh ``train`` examples of ``tasks`` (burnish's recipe, CPU,
+    """SFT ``model`` in place on fresh ``train`` examples of ``tasks``; the final loss."""
+    rows = mixture(tasks, samples_per_task, "train", data_seed)
+    return finetune_on_rows(model, tok, name, rows, steps=steps, batch=batch, lr=lr, seed=seed,
+                            progress=progress)  # fmt: skip
+
+
+def finetune_on_rows(
+    model: PreTrainedModel,
+    tok: PreTrainedTokenizerBase,
+    name: str,
+    rows: Iterable,
+    *,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    max_seq_len: int = 128,
+    progress: bool = False,
+) -> float:
+    """SFT ``model`` in place on ``rows`` (examples or chat-row dicts; burnish's recipe, CPU,
     nothing kept on disk); returns the final loss."""
     with tempfile.TemporaryDirectory(prefix=f"zoo-{name}-") as tmp:
         cfg = examples_config(
-            mixture(tasks, samples_per_task, "train", data_seed),
+            rows,
             tmp,
             model=name,
-            max_seq_len=128,
+            max_seq_len=max_seq_len,
             effective_batch_size=batch,
             lr=lr,
             max_steps=steps,

@@ -10,7 +10,6 @@ how often a reply parses into question/answer pairs.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict
@@ -27,9 +26,8 @@ from burnish.models.zoo import ZOO_DIR, resolve_model
 from burnish.progress import progress_bar
 from burnish.sdg.flow import Block, load_flow, parse_reply
 from burnish.tasks import get_task, list_tasks
-from burnish.train.finetune import examples_config
-from burnish.train.sft import run_sft
 from burnish.zoo_build.cards import build_facts, model_facts, save_with_card
+from burnish.zoo_build.lm import finetune_on_rows
 from burnish.zoo_build.specs import CHECK_SAMPLE, ZOO_RECOMMENDED, TeacherSpec
 from burnish.zoo_build.teacher_data import (
     AUGMENT_FLOW,
@@ -225,22 +223,10 @@ def build_teacher(
     items = teacher_rows(
         list(spec.tasks), spec.per_task, spec.knowledge, "train", spec.seed, chunks[:cut]
     )
-    with tempfile.TemporaryDirectory(prefix="zoo-teacher-") as tmp:
-        cfg = examples_config(
-            (x.to_row() for x in items),
-            tmp,
-            model=spec.name,
-            max_seq_len=spec.max_seq_len,
-            effective_batch_size=spec.batch,
-            lr=spec.lr,
-            max_steps=spec.steps,
-            seed=spec.seed,
-            save_epoch_end=False,
-            save_state=False,
-            device="cpu",
-            cache_dir=str(Path(tmp) / "cache"),
-        )
-        final_loss = run_sft(cfg, progress=progress, model=model, tokenizer=tok).final_loss
+    rows = (x.to_row() for x in items)
+    final_loss = finetune_on_rows(model, tok, spec.name, rows, steps=spec.steps, batch=spec.batch,
+                                  lr=spec.lr, seed=spec.seed, max_seq_len=spec.max_seq_len,
+                                  progress=progress)  # fmt: skip
     model.eval()
     card = teacher_card(model, tok, spec, final_loss, build_facts(t0), chunks[cut:], progress)
     save_with_card(model, tok, Path(out_root) / spec.name, card, render_teacher_card)
