@@ -91,6 +91,10 @@ def test_parsers() -> None:
         {"q": "first"}, {"q": "second"}, {"q": "third"}]  # fmt: skip
     rating = Block("b", "llm", prompt="p", parse="rating", output="r")
     assert parse_reply("Rating: 3 of 3", rating) == [{"r": 3}] and parse_reply("good", rating) == []
+    scaled = load_flow("knowledge").blocks[2]  # the built-in ratings are on a 1-3 scale
+    assert scaled.parse == "rating" and scaled.scale == [1, 3]
+    assert parse_reply("There are 4 telescopes", scaled) == []  # no number on the scale
+    assert parse_reply("Of the 12 facts, I rate it 2.", scaled) == [{scaled.output: 2}]
     qa = load_flow("knowledge").blocks[0]
     text = "Question: Where?\nAnswer: Vell.\nQuestion: When?\nAnswer: In 1962,\nby Marrow."
     assert parse_reply(text, qa) == [
@@ -110,3 +114,7 @@ def test_bad_flow_files(tmp_path) -> None:
         flow.run([{"_sample": "s#0"}], fake_teacher)
     with pytest.raises(ConfigError, match="no such flow"):
         load_flow("nonexistent_flow")
+    bad.write_text("blocks:\n  - {name: a, type: llm, prompt: x, parse: rating, output: r, "
+                   "scale: [3, 1]}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"scale must be \[low, high\]"):
+        load_flow(bad)

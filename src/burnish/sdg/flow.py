@@ -11,6 +11,7 @@ A flow file::
           {task_description} ... {seed_question} ...
         n: 3
         parse: lines              # text | lines | rating | regex (with `pattern`)
+                                  # (rating: the first integer, within `scale: [1, 3]` if set)
         output: question          # the column the parsed reply goes to
         temperature: 0.7          # optional, as max_tokens and system
       - name: question_quality    # a filter block: keep rows where column OP value
@@ -33,6 +34,7 @@ flow's output does not depend on how samples are chunked.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -87,6 +89,7 @@ class Block:
     output: str | None = None
     temperature: float = 0.7
     max_tokens: int = 256
+    scale: list[int] | None = None  # rating: [low, high]; other integers in the reply are skipped
     column: str | None = None
     op: str | None = None
     value: Any = None
@@ -127,8 +130,10 @@ def parse_reply(text: str, block: Block) -> list[dict[str, Any]]:
         lines = [re.sub(r"^\s*(?:\d+[.)]|[-*])\s*", "", x).strip() for x in text.splitlines()]
         return [{block.output: x} for x in lines if x]
     if block.parse == "rating":
-        m = re.search(r"-?\d+", text)
-        return [{block.output: int(m.group())}] if m else []
+        low, high = block.scale or (-math.inf, math.inf)
+        found = (int(m.group()) for m in re.finditer(r"-?\d+", text))
+        rating = next((x for x in found if low <= x <= high), None)
+        return [] if rating is None else [{block.output: rating}]
     found = list(re.finditer(block.pattern, text, flags=re.DOTALL))
     out = []
     for m in found:
@@ -224,6 +229,11 @@ def builtin_flow_path(name: str) -> Path:
     return Path(str(resources.files("burnish.sdg") / "flows" / f"{name}.yaml"))
 
 
+def _is_scale(scale: Any) -> bool:
+    ints = isinstance(scale, list) and all(type(x) is int for x in scale)
+    return ints and len(scale) == 2 and scale[0] <= scale[1]
+
+
 def _block(raw: Any, i: int, where: str) -> Block:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: block {i + 1} must be a mapping")
@@ -245,6 +255,8 @@ def _block(raw: Any, i: int, where: str) -> Block:
             raise ConfigError(f"{where}: {name} needs `output` (the column its reply goes to)")
         if b.n < 1:
             raise ConfigError(f"{where}: {name}: n must be at least 1")
+        if b.scale is not None and not _is_scale(b.scale):
+            raise ConfigError(f"{where}: {name}: scale must be [low, high], integers, low <= high")
     elif b.type == "filter":
         if not b.column or b.op not in OPS:
             raise ConfigError(f"{where}: {name} needs a column and op in {list(OPS)}")
