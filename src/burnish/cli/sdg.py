@@ -142,6 +142,12 @@ def generate_command(
         f"{report['rows']} rows from {len(leaves)} leaves; wrote {output}/leaves and "
         f"{output}/generate.json (teacher cache: {client.hits} hits, {client.misses} requests)"
     )
+    if client.over_context:
+        console.print(
+            f"{client.over_context} requests were over the teacher's context and got no reply "
+            "(counted as unparsed); a teacher with a longer context, or smaller "
+            "--chunk-tokens, keeps them"
+        )
 
 
 def _mix_default(name: str) -> object:

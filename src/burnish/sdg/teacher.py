@@ -53,6 +53,15 @@ class TeacherSettings:
             raise ConfigError("teacher: concurrency >= 1, retries >= 0 and timeout > 0 needed")
 
 
+def _over_context(message: str) -> bool:
+    """Is this refusal a prompt (plus max_tokens) over the model's context or the server's
+    prompt limit? (vLLM's and ``burnish serve``'s "maximum context length", ``burnish
+    serve``'s "accepts at most", llama.cpp's "context size")"""
+    text = message.lower()
+    marks = ("context length", "context size", "tokens; this server accepts at most")
+    return "http 400" in text and any(m in text for m in marks)
+
+
 class Teacher:
     """``chat`` one request or ``chat_many`` concurrently; replies come from the cache when
     the same request was answered before (``hits`` / ``misses`` count them)."""
@@ -62,7 +71,7 @@ class Teacher:
         self.base = settings.base_url.rstrip("/").removesuffix("/v1") + "/v1"
         self.cache = settings.cache_dir or default_cache()
         self.model = settings.model or self._first_model()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.over_context = 0
 
     def _first_model(self) -> str:
         req = urllib.request.Request(self.base + "/models")
@@ -107,8 +116,14 @@ class Teacher:
             self.hits += 1
             return json.loads(path.read_text(encoding="utf-8"))["texts"]
         self.misses += 1
-        reply = post_json(self.base + "/chat/completions", body, self.s.api_key, self.s.timeout,
-                          self.s.retries)  # fmt: skip
+        try:
+            reply = post_json(self.base + "/chat/completions", body, self.s.api_key,
+                              self.s.timeout, self.s.retries)  # fmt: skip
+        except EngineError as e:
+            if not _over_context(str(e)):
+                raise
+            self.over_context += 1  # a too-long prompt is this row's loss, not the run's
+            return []
         try:
             choices = sorted(reply["choices"], key=lambda c: c.get("index", 0))
             texts = [c["message"]["content"] or "" for c in choices]
