@@ -343,7 +343,12 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4, help="passes over each skill's seeds")
     p.add_argument("--steps", type=int, default=150, help="SFT steps per student")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-4, help="students (1e-3 overwrites base)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-4,
+        help="the students' learning rate (at 1e-3 they lose base's skills)",
+    )
     p.add_argument("--eval", type=int, default=200, help="test problems per skill")
     p.add_argument("--phase-eval", type=int, default=48, help="problems per skill per epoch")
     p.add_argument("--seed", type=int, default=0)

@@ -19,7 +19,13 @@ __all__ = ["Engine", "EngineError", "StepConfig", "extend_each", "finish_reason"
 
 
 class EngineError(BurnishError, ConnectionError):
-    """An inference endpoint failed (unreachable, timed out, bad reply) after retries."""
+    """An inference endpoint failed (unreachable, timed out, bad reply) after retries;
+    ``status`` is the HTTP status when the server refused the request, and ``detail`` its
+    error message."""
+
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.status, self.detail = status, detail
 
 
 @dataclass(frozen=True)

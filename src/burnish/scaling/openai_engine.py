@@ -57,7 +57,7 @@ def post_json(
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    last, refused = "no attempt", False
+    last, refused, status, detail = "no attempt", False, None, ""
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
@@ -68,7 +68,8 @@ def post_json(
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as e:
-            last = f"HTTP {e.code}: {_error_message(e.read())}"
+            status, detail = e.code, _error_message(e.read())
+            last = f"HTTP {status}: {detail}"
             if e.code not in _RETRY_STATUS:
                 refused = True
                 break
@@ -78,7 +79,7 @@ def post_json(
             last = f"reply is not JSON ({e.msg})"
             break
     if refused:
-        raise EngineError(f"{url}: the server refused the request ({last})")
+        raise EngineError(f"{url}: the server refused the request ({last})", status, detail)
     raise EngineError(
         f"{url}: request failed after {attempt + 1} attempt(s) ({last}); is an "
         "OpenAI-compatible server running there?"

@@ -53,13 +53,12 @@ class TeacherSettings:
             raise ConfigError("teacher: concurrency >= 1, retries >= 0 and timeout > 0 needed")
 
 
-def _over_context(message: str) -> bool:
-    """Is this refusal a prompt (plus max_tokens) over the model's context or the server's
+def _over_context(error: EngineError) -> bool:
+    """Did the server refuse a prompt (plus max_tokens) over the model's context or its
     prompt limit? (vLLM's and ``burnish serve``'s "maximum context length", ``burnish
     serve``'s "accepts at most", llama.cpp's "context size")"""
-    text = message.lower()
     marks = ("context length", "context size", "tokens; this server accepts at most")
-    return "http 400" in text and any(m in text for m in marks)
+    return error.status == 400 and any(m in error.detail.lower() for m in marks)
 
 
 class Teacher:
@@ -120,7 +119,7 @@ class Teacher:
             reply = post_json(self.base + "/chat/completions", body, self.s.api_key,
                               self.s.timeout, self.s.retries)  # fmt: skip
         except EngineError as e:
-            if not _over_context(str(e)):
+            if not _over_context(e):
                 raise
             self.over_context += 1  # a too-long prompt is this row's loss, not the run's
             return []
