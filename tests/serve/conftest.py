@@ -40,6 +40,15 @@ def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float 
     raise TimeoutError(f"{url} not healthy after {timeout} s")
 
 
+def metric(server, name: str) -> float:
+    """A value the server's /metrics reports (Prometheus text)."""
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 async def greedy(engine, prompt: str):
     """The particle a search engine's greedy steps give for ``prompt``, to the end."""
     from burnish.scaling.particles import Problem

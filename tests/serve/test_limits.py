@@ -10,12 +10,11 @@ import re
 import signal
 import threading
 import time
-import urllib.request
 
 import openai
 import pytest
 import torch
-from tests.serve.conftest import MODEL, subprocess_server, thread_server
+from tests.serve.conftest import MODEL, metric, subprocess_server, thread_server
 
 
 def _body(**kw) -> bytes:
@@ -37,12 +36,6 @@ def _wait_for(check, timeout: float = 30) -> None:
     while not check():
         assert time.monotonic() < deadline, "the server never reached the expected state"
         time.sleep(0.005)
-
-
-def _running_choices(url: str) -> float:
-    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
-        text = r.read().decode()
-    return float(re.search(r"^burnish_running_choices (\S+)$", text, re.M).group(1))
 
 
 def test_a_full_queue_answers_429(policy) -> None:
@@ -125,7 +118,7 @@ def test_sigterm_drains_requests_in_flight_and_exits_143() -> None:
 
         t = threading.Thread(target=long_request)
         t.start()
-        _wait_for(lambda: _running_choices(s.url) == 1)
+        _wait_for(lambda: metric(s, "burnish_running_choices") == 1)
         s.proc.send_signal(signal.SIGTERM)
         t.join(timeout=60)
         assert s.proc.wait(timeout=60) == 143

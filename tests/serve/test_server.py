@@ -9,7 +9,7 @@ import urllib.request
 import openai
 import pytest
 import torch
-from tests.serve.conftest import KEY, MODEL
+from tests.serve.conftest import KEY, MODEL, metric
 
 CHAT = [{"role": "user", "content": "chain 12+7-4"}]
 
@@ -204,19 +204,11 @@ def test_metrics_count_requests_and_tokens(server, client) -> None:
         assert name in text
 
 
-def _metric(server, name: str) -> float:
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 def test_a_disconnected_stream_stops_generating(server) -> None:
     import http.client
     import time
 
-    before = _metric(server, "burnish_generation_tokens_total")
+    before = metric(server, "burnish_generation_tokens_total")
     host, port = server.url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     body = {"model": MODEL, "prompt": "Q: 1+2=", "max_tokens": 128, "ignore_eos": True}
@@ -226,8 +218,8 @@ def test_a_disconnected_stream_stops_generating(server) -> None:
     conn.sock.shutdown(2)
     conn.close()
     deadline = time.monotonic() + 10
-    while _metric(server, "burnish_running_choices") and time.monotonic() < deadline:
+    while metric(server, "burnish_running_choices") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _metric(server, "burnish_running_choices") == 0
-    made = _metric(server, "burnish_generation_tokens_total") - before
+    assert metric(server, "burnish_running_choices") == 0
+    made = metric(server, "burnish_generation_tokens_total") - before
     assert made < 110  # short of the 128 asked for
